@@ -1,0 +1,15 @@
+"""tinygrad_mnist: a small, readable, fast deep-learning framework on NumPy.
+
+>>> from tinygrad_mnist import Tensor
+>>> x = Tensor([2.0, 3.0], requires_grad=True)
+>>> (x * x).sum().backward()
+>>> x.grad
+array([4., 6.], dtype=float32)
+"""
+
+from .gradcheck import GradcheckError, gradcheck
+from .tensor import Tensor, is_grad_enabled, no_grad
+
+__version__ = "0.1.0"
+
+__all__ = ["GradcheckError", "Tensor", "__version__", "gradcheck", "is_grad_enabled", "no_grad"]

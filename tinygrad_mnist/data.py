@@ -1,0 +1,447 @@
+"""MNIST: IDX parsing, download with checksum and cache, the bundled sample, preprocessing, batches.
+
+This module imports nothing from the rest of the package, so it can be read (and used) alone.
+
+The four MNIST files are IDX files, usually gzip-compressed. Their big-endian header is
+``magic, count`` for labels (magic 2049) and ``magic, count, rows, cols`` for images (magic 2051),
+followed by one unsigned byte per label or pixel.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import struct
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+__all__ = [
+    "CHECKSUMS",
+    "DEFAULT_MIRRORS",
+    "DownloadError",
+    "MNIST",
+    "MNISTFormatError",
+    "batches",
+    "limit_per_digit",
+    "load_mnist",
+    "load_sample",
+    "preprocess",
+]
+
+# The four files, without the ".gz" that the mirrors add.
+TRAIN_IMAGES = "train-images-idx3-ubyte"
+TRAIN_LABELS = "train-labels-idx1-ubyte"
+TEST_IMAGES = "t10k-images-idx3-ubyte"
+TEST_LABELS = "t10k-labels-idx1-ubyte"
+FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+
+# SHA-256 of the gzip files that the mirrors serve (looked up at download time, so tests can
+# swap in the checksums of tiny files).
+CHECKSUMS: dict[str, str] = {
+    TRAIN_IMAGES + ".gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    TRAIN_LABELS + ".gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    TEST_IMAGES + ".gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    TEST_LABELS + ".gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+
+# yann.lecun.com is left out: it answers 403 to scripts.
+DEFAULT_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+
+TIMEOUT = 30.0  # seconds without progress before a mirror is given up
+CHUNK = 1 << 16
+
+IMAGE_MAGIC = 2051
+LABEL_MAGIC = 2049
+ROWS = COLS = 28
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+
+SAMPLE_PATH = Path(__file__).resolve().parent / "sample" / "mnist_sample.npz"
+
+
+class MNIST(NamedTuple):
+    """The MNIST splits: images (N, 28, 28) uint8 with 0 = background, labels (N,) uint8 in 0-9."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+class MNISTFormatError(ValueError):
+    """A local MNIST file is not a well-formed IDX file of the expected kind."""
+
+
+class DownloadError(OSError):
+    """No mirror delivered a file with the right checksum."""
+
+
+# ---------------------------------------------------------------- IDX parsing
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The contents of ``path``, gunzipped when it starts with the gzip magic bytes 1f 8b."""
+    raw = path.read_bytes()
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:
+        raise MNISTFormatError(f"{path}: not a valid gzip file ({e})") from e
+
+
+def _read_idx_images(path: Path) -> np.ndarray:
+    """Parse an IDX image file (magic 2051): (N, 28, 28) uint8."""
+    data = _read_bytes(path)
+    if len(data) < 16:
+        raise MNISTFormatError(
+            f"{path}: truncated header: an IDX image file starts with 16 header bytes, "
+            f"found {len(data)} bytes in all"
+        )
+    magic, count, rows, cols = struct.unpack(">IIII", data[:16])
+    _check_magic(path, magic, IMAGE_MAGIC)
+    if (rows, cols) != (ROWS, COLS):
+        raise MNISTFormatError(
+            f"{path}: header says images are {rows}x{cols}, MNIST images are {ROWS}x{COLS}"
+        )
+    expected = count * rows * cols
+    found = len(data) - 16
+    if found != expected:
+        raise MNISTFormatError(
+            f"{path}: expected {expected} bytes of pixel data from the header "
+            f"({count} images of {rows}x{cols}), found {found}"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(count, rows, cols).copy()
+
+
+def _read_idx_labels(path: Path) -> np.ndarray:
+    """Parse an IDX label file (magic 2049): (N,) uint8 with values 0-9."""
+    data = _read_bytes(path)
+    if len(data) < 8:
+        raise MNISTFormatError(
+            f"{path}: truncated header: an IDX label file starts with 8 header bytes, "
+            f"found {len(data)} bytes in all"
+        )
+    magic, count = struct.unpack(">II", data[:8])
+    _check_magic(path, magic, LABEL_MAGIC)
+    found = len(data) - 8
+    if found != count:
+        raise MNISTFormatError(
+            f"{path}: expected {count} bytes of label data from the header "
+            f"({count} labels), found {found}"
+        )
+    labels = np.frombuffer(data, dtype=np.uint8, offset=8).copy()
+    if count and labels.max() > 9:
+        bad = int(np.flatnonzero(labels > 9)[0])
+        raise MNISTFormatError(
+            f"{path}: label {bad} is {labels[bad]}, MNIST labels are digits 0-9"
+        )
+    return labels
+
+
+def _check_magic(path: Path, magic: int, expected: int) -> None:
+    """Raise MNISTFormatError unless ``magic`` is the IDX magic number ``expected``."""
+    if magic == expected:
+        return
+    kinds = {IMAGE_MAGIC: "an image file", LABEL_MAGIC: "a label file"}
+    what = kinds.get(magic, "not an MNIST IDX file")
+    raise MNISTFormatError(
+        f"{path}: wrong magic number {magic} (0x{magic:08x}, {what}), "
+        f"expected {expected} (0x{expected:08x}, {kinds[expected]})"
+    )
+
+
+def _read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Parse one split and check that it has as many images as labels."""
+    images = _read_idx_images(images_path)
+    labels = _read_idx_labels(labels_path)
+    if len(images) != len(labels):
+        raise MNISTFormatError(
+            f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels; "
+            "they must agree"
+        )
+    return images, labels
+
+
+# ---------------------------------------------------------------- finding files
+
+
+def _cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/tinygrad_mnist``, or ``~/.cache/tinygrad_mnist``."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    root = Path(base).expanduser() if base else Path.home() / ".cache"
+    return root / "tinygrad_mnist"
+
+
+def _find_file(folder: Path, name: str) -> Path | None:
+    """``folder/name.gz`` or ``folder/name``, whichever exists first, else None."""
+    for candidate in (folder / (name + ".gz"), folder / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _find_all(folder: Path) -> dict[str, Path] | None:
+    """The paths of the four files in ``folder`` if all four are there, else None."""
+    found = {name: _find_file(folder, name) for name in FILES}
+    if any(path is None for path in found.values()):
+        return None
+    return found  # type: ignore[return-value]
+
+
+def _search_folders(root: str | os.PathLike | None) -> list[Path]:
+    """The folders to look in, in order: root, $TINYGRAD_MNIST_DATA, the cache folder."""
+    folders = []
+    if root is not None:
+        folders.append(Path(root).expanduser())
+    env = os.environ.get("TINYGRAD_MNIST_DATA")
+    if env:
+        folders.append(Path(env).expanduser())
+    folders.append(_cache_dir())
+    return folders
+
+
+def _mirror_list(mirrors: Sequence[str] | None) -> list[str]:
+    """The base URLs to try: ``mirrors``, else $TINYGRAD_MNIST_MIRRORS, else the defaults."""
+    if mirrors is None:
+        env = os.environ.get("TINYGRAD_MNIST_MIRRORS", "").strip()
+        mirrors = re.split(r"[,\s]+", env) if env else DEFAULT_MIRRORS
+    if isinstance(mirrors, str):
+        raise TypeError(f"mirrors must be a list of base URLs, got the string {mirrors!r}")
+    urls = [m.strip() for m in mirrors if m.strip()]
+    if not urls:
+        raise ValueError("mirrors is empty: give at least one base URL")
+    return [u if u.endswith("/") else u + "/" for u in urls]
+
+
+# ---------------------------------------------------------------- downloading
+
+
+def _fetch(url: str, dest: Path, sha256: str) -> None:
+    """Download ``url`` to ``dest`` atomically, checking its SHA-256; raise OSError on failure.
+
+    The bytes go to a temporary file in ``dest``'s folder, which replaces ``dest`` only after
+    the checksum matches; on any failure (including KeyboardInterrupt) the temp file is removed.
+    """
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.sha256()
+        received = 0
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
+            length = resp.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
+                while chunk := resp.read(CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+        if total is not None and received != total:
+            raise OSError(f"truncated transfer: received {received} of {total} bytes")
+        if digest.hexdigest() != sha256:
+            raise OSError(
+                f"checksum mismatch: SHA-256 of the {received} bytes received is "
+                f"{digest.hexdigest()}, expected {sha256}"
+            )
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _download(name: str, folder: Path, mirrors: list[str]) -> Path:
+    """Fetch ``name`` (ending in .gz) into ``folder`` from the first mirror that works."""
+    dest = folder / name
+    sha256 = CHECKSUMS[name]
+    failures = []
+    for base in mirrors:
+        url = base + name
+        try:
+            _fetch(url, dest, sha256)
+            return dest
+        except urllib.error.HTTPError as e:
+            failures.append(f"{url}: HTTP {e.code} {e.reason}")
+        except urllib.error.URLError as e:
+            failures.append(f"{url}: {e.reason}")
+        except (OSError, ValueError) as e:  # timeouts, resets, truncation, checksum, bad URL
+            failures.append(f"{url}: {type(e).__name__}: {e}")
+    tried = "\n".join(f"  {f}" for f in failures)
+    raise DownloadError(
+        f"could not download {name} into {folder}; tried:\n{tried}\n"
+        "Put the four MNIST files in a folder and pass load_mnist(root=...) or set "
+        "$TINYGRAD_MNIST_DATA, or name working mirrors with $TINYGRAD_MNIST_MIRRORS."
+    )
+
+
+# ---------------------------------------------------------------- public API
+
+
+def load_mnist(
+    root: str | os.PathLike | None = None,
+    download: bool = True,
+    mirrors: Sequence[str] | None = None,
+) -> MNIST:
+    """Load full MNIST: 60,000 train and 10,000 test images, downloading them if needed.
+
+    Looks for the four IDX files (gzipped or not, named ``train-images-idx3-ubyte[.gz]`` etc.) in
+    ``root``, then ``$TINYGRAD_MNIST_DATA``, then ``$XDG_CACHE_HOME/tinygrad_mnist`` (default
+    ``~/.cache/tinygrad_mnist``); a folder counts only if it holds all four. Otherwise, with
+    ``download``, fetches the missing files into ``root`` (or the cache folder when no root is
+    given) from ``mirrors`` (base URLs; default ``$TINYGRAD_MNIST_MIRRORS`` or DEFAULT_MIRRORS),
+    verifying each file's SHA-256.
+
+    Returns MNIST(train_images (N, 28, 28) uint8, train_labels (N,) uint8, test_images (M, 28,
+    28) uint8, test_labels (M,) uint8).
+    Raises FileNotFoundError (root missing, or files missing with download=False),
+    DownloadError (every mirror failed) or MNISTFormatError (a file is corrupt).
+    """
+    if root is not None and not Path(root).expanduser().is_dir():
+        raise FileNotFoundError(f"MNIST root folder {root} does not exist (or is not a folder)")
+    folders = _search_folders(root)
+    for folder in folders:
+        paths = _find_all(folder)
+        if paths is not None:
+            return _load_folder(paths)
+
+    target = Path(root).expanduser() if root is not None else _cache_dir()
+    if not download:
+        looked = "\n".join(f"  {folder}" for folder in folders)
+        raise FileNotFoundError(
+            f"MNIST files not found; looked for {', '.join(FILES)} (each with or without .gz) "
+            f"in:\n{looked}\n"
+            "Call load_mnist(download=True) to fetch them, or download them yourself and pass "
+            "root=FOLDER or set $TINYGRAD_MNIST_DATA."
+        )
+    target.mkdir(parents=True, exist_ok=True)
+    urls = _mirror_list(mirrors)
+    for name in FILES:
+        if _find_file(target, name) is None:
+            _download(name + ".gz", target, urls)
+    paths = _find_all(target)
+    assert paths is not None
+    return _load_folder(paths)
+
+
+def _load_folder(paths: dict[str, Path]) -> MNIST:
+    """Parse the four files named in ``paths`` into an MNIST tuple."""
+    train_images, train_labels = _read_split(paths[TRAIN_IMAGES], paths[TRAIN_LABELS])
+    test_images, test_labels = _read_split(paths[TEST_IMAGES], paths[TEST_LABELS])
+    return MNIST(train_images, train_labels, test_images, test_labels)
+
+
+def load_sample() -> MNIST:
+    """Load the bundled sample: 5,000 train (500 per digit) and 1,000 test (100 per digit) images.
+
+    Returns MNIST(train_images (5000, 28, 28) uint8, train_labels (5000,) uint8,
+    test_images (1000, 28, 28) uint8, test_labels (1000,) uint8); real MNIST digits, see
+    ``sample/README.md`` for how they were chosen.
+    """
+    with np.load(SAMPLE_PATH, allow_pickle=False) as f:
+        return MNIST(*(f[field] for field in MNIST._fields))
+
+
+def limit_per_digit(
+    images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keep at most ``n`` random examples of each digit, in their original order.
+
+    images (N, ...) and labels (N,) -> images (K, ...), labels (K,) with K <= 10 * n; the
+    examples of each label are chosen with ``np.random.default_rng(seed)``.
+    """
+    images = np.asarray(images)
+    labels = np.asarray(labels)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"limit_per_digit: n must be an integer >= 1, got {n!r}")
+    if labels.ndim != 1:
+        raise ValueError(f"limit_per_digit: labels must be 1-D (N,), got shape {labels.shape}")
+    if images.ndim == 0 or images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"limit_per_digit: images {images.shape} and labels {labels.shape} must have the "
+            "same first dimension"
+        )
+    rng = np.random.default_rng(seed)
+    keep = []
+    for digit in np.unique(labels):
+        idx = np.flatnonzero(labels == digit)
+        keep.append(rng.choice(idx, size=n, replace=False) if len(idx) > n else idx)
+    order = np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.intp)
+    return images[order], labels[order]
+
+
+def preprocess(images: np.ndarray, normalize: bool = False) -> np.ndarray:
+    """Turn uint8 pixels (0-255) into float32 network input (N, 1, 28, 28) in [0, 1].
+
+    images (N, 28, 28), (N, 1, 28, 28) or (N, 784) -> float32 (N, 1, 28, 28) = pixels / 255;
+    with ``normalize``, further standardised as (x - 0.1307) / 0.3081 (MNIST's mean and std).
+    """
+    images = np.asarray(images)
+    shape = images.shape
+    if not (
+        (len(shape) == 3 and shape[1:] == (ROWS, COLS))
+        or (len(shape) == 4 and shape[1:] == (1, ROWS, COLS))
+        or (len(shape) == 2 and shape[1] == ROWS * COLS)
+    ):
+        raise ValueError(
+            f"preprocess: expected images of shape (N, 28, 28), (N, 1, 28, 28) or (N, 784), "
+            f"got {shape}"
+        )
+    x = images.reshape(shape[0], 1, ROWS, COLS).astype(np.float32) / np.float32(255)
+    if normalize:
+        x = (x - np.float32(MNIST_MEAN)) / np.float32(MNIST_STD)
+    return x
+
+
+def batches(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int | None = None,
+    drop_last: bool = False,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (x_batch, y_batch) pairs of ``batch_size`` examples, covering the data once.
+
+    x (N, ...) and y (N, ...) -> pairs (B, ...), (B, ...) with B = batch_size, the last pair
+    smaller unless ``drop_last``. With ``shuffle`` the order is a permutation drawn from
+    ``np.random.default_rng(seed)``. Arguments are checked when called, not when iterated.
+    """
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise ValueError(f"batches: batch_size must be an integer >= 1, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"batches: batch_size must be >= 1, got {batch_size}")
+    if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
+        raise ValueError(
+            f"batches: x {x.shape} and y {y.shape} must have the same first dimension"
+        )
+    order = np.random.default_rng(seed).permutation(len(x)) if shuffle else None
+    return _batch_iter(x, y, int(batch_size), order, drop_last)
+
+
+def _batch_iter(
+    x: np.ndarray, y: np.ndarray, batch_size: int, order: np.ndarray | None, drop_last: bool
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The generator behind ``batches``: slices when unshuffled, fancy indexing when shuffled."""
+    n = len(x)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        if order is None:
+            yield x[start:start + batch_size], y[start:start + batch_size]
+        else:
+            idx = order[start:start + batch_size]
+            yield x[idx], y[idx]

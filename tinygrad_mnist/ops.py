@@ -1,0 +1,532 @@
+"""Every differentiable operation: one class per op, forward and backward side by side.
+
+Ops work on NumPy arrays only and know nothing of `Tensor`. `forward(*arrays, **attrs)` computes
+the output and saves what the backward pass needs on `self`; `backward(grad)` receives the
+gradient of the loss with respect to the output and returns one gradient per input (or `None`
+for inputs that do not need one, as told by `self.needs_input_grad`).
+
+Grouped by kind: unary elementwise, binary elementwise (with broadcasting), reductions,
+movement (reshape, transpose, indexing), and processing (matmul, conv2d, pooling, softmax, loss).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+
+class Op:
+    """Base class: an op instance is one node of the recorded graph.
+
+    `attrs` holds the keyword arguments given to `forward` (axis, stride, ...) so that the graph
+    drawer and error messages can read them; `needs_input_grad` says which inputs want a gradient.
+    """
+
+    def __init__(self, needs_input_grad: tuple[bool, ...]):
+        self.needs_input_grad = needs_input_grad
+        self.attrs: dict = {}
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def forward(self, *inputs: np.ndarray, **attrs) -> np.ndarray:
+        raise NotImplementedError(f"{self.name} must define forward")
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        raise NotImplementedError(f"{self.name} must define backward")
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum `grad` over the axes that broadcasting added or stretched, giving an array of `shape`."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+
+
+# ---------------------------------------------------------------- unary elementwise
+
+
+class Neg(Op):
+    """-x.   d/dx = -1"""
+
+    def forward(self, x):
+        return -x
+
+    def backward(self, grad):
+        return (-grad,)
+
+
+class Exp(Op):
+    """exp(x).   d/dx = exp(x)"""
+
+    def forward(self, x):
+        self.out = np.exp(x)
+        return self.out
+
+    def backward(self, grad):
+        return (grad * self.out,)
+
+
+class Log(Op):
+    """log(x).   d/dx = 1 / x"""
+
+    def forward(self, x):
+        self.x = x
+        return np.log(x)
+
+    def backward(self, grad):
+        return (grad / self.x,)
+
+
+class Sqrt(Op):
+    """sqrt(x).   d/dx = 1 / (2 sqrt(x))"""
+
+    def forward(self, x):
+        self.out = np.sqrt(x)
+        return self.out
+
+    def backward(self, grad):
+        return (grad / (2 * self.out),)
+
+
+class Pow(Op):
+    """x ** p for a constant number p.   d/dx = p x^(p-1)"""
+
+    def forward(self, x, exponent):
+        self.x, self.exponent = x, exponent
+        return x**exponent
+
+    def backward(self, grad):
+        p = self.exponent
+        return (grad * (p * self.x ** (p - 1)),)
+
+
+class ReLU(Op):
+    """max(x, 0).   d/dx = 1 where x > 0, else 0"""
+
+    def forward(self, x):
+        self.mask = x > 0
+        return np.where(self.mask, x, x.dtype.type(0))
+
+    def backward(self, grad):
+        return (grad * self.mask,)
+
+
+class Sigmoid(Op):
+    """1 / (1 + exp(-x)).   d/dx = s (1 - s)"""
+
+    def forward(self, x):
+        # exp of a non-positive number only, so large |x| never overflows
+        e = np.exp(-np.abs(x))
+        self.out = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        return self.out
+
+    def backward(self, grad):
+        return (grad * self.out * (1 - self.out),)
+
+
+class Tanh(Op):
+    """tanh(x).   d/dx = 1 - tanh(x)^2"""
+
+    def forward(self, x):
+        self.out = np.tanh(x)
+        return self.out
+
+    def backward(self, grad):
+        return (grad * (1 - self.out * self.out),)
+
+
+# ---------------------------------------------------------------- binary elementwise
+
+
+class Add(Op):
+    """a + b.   d/da = 1, d/db = 1"""
+
+    def forward(self, a, b):
+        self.shapes = a.shape, b.shape
+        return a + b
+
+    def backward(self, grad):
+        sa, sb = self.shapes
+        return (
+            unbroadcast(grad, sa) if self.needs_input_grad[0] else None,
+            unbroadcast(grad, sb) if self.needs_input_grad[1] else None,
+        )
+
+
+class Sub(Op):
+    """a - b.   d/da = 1, d/db = -1"""
+
+    def forward(self, a, b):
+        self.shapes = a.shape, b.shape
+        return a - b
+
+    def backward(self, grad):
+        sa, sb = self.shapes
+        return (
+            unbroadcast(grad, sa) if self.needs_input_grad[0] else None,
+            unbroadcast(-grad, sb) if self.needs_input_grad[1] else None,
+        )
+
+
+class Mul(Op):
+    """a * b.   d/da = b, d/db = a"""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, grad):
+        a, b = self.a, self.b
+        return (
+            unbroadcast(grad * b, a.shape) if self.needs_input_grad[0] else None,
+            unbroadcast(grad * a, b.shape) if self.needs_input_grad[1] else None,
+        )
+
+
+class Div(Op):
+    """a / b.   d/da = 1 / b, d/db = -a / b^2"""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, grad):
+        a, b = self.a, self.b
+        return (
+            unbroadcast(grad / b, a.shape) if self.needs_input_grad[0] else None,
+            unbroadcast(-grad * a / (b * b), b.shape) if self.needs_input_grad[1] else None,
+        )
+
+
+# ---------------------------------------------------------------- reductions
+
+
+def _expand_reduced(grad: np.ndarray, shape: tuple, axis, keepdims: bool) -> np.ndarray:
+    """Give a reduced gradient back its reduced axes (as size 1) so it broadcasts to `shape`."""
+    if axis is None:
+        return grad.reshape((1,) * len(shape))
+    if keepdims:
+        return grad
+    axes = sorted(a % len(shape) for a in ((axis,) if isinstance(axis, int) else axis))
+    return np.expand_dims(grad, tuple(axes))
+
+
+class Sum(Op):
+    """x.sum(axis).   d/dx = 1 for every element that was summed"""
+
+    def forward(self, x, axis=None, keepdims=False):
+        self.shape, self.axis, self.keepdims = x.shape, axis, keepdims
+        return np.asarray(x.sum(axis=axis, keepdims=keepdims))
+
+    def backward(self, grad):
+        g = _expand_reduced(grad, self.shape, self.axis, self.keepdims)
+        return (np.broadcast_to(g, self.shape),)
+
+
+class Mean(Op):
+    """x.mean(axis).   d/dx = 1 / n, n the number of elements averaged"""
+
+    def forward(self, x, axis=None, keepdims=False):
+        self.shape, self.axis, self.keepdims = x.shape, axis, keepdims
+        out = np.asarray(x.mean(axis=axis, keepdims=keepdims))
+        self.count = x.size // max(out.size, 1) if x.size else 0
+        return out
+
+    def backward(self, grad):
+        g = _expand_reduced(grad, self.shape, self.axis, self.keepdims)
+        return (np.broadcast_to(g / self.count, self.shape),)
+
+
+class Max(Op):
+    """x.max(axis).   d/dx = 1 at the maximum; ties share the gradient equally (as torch.amax)"""
+
+    def forward(self, x, axis=None, keepdims=False):
+        self.x, self.axis, self.keepdims = x, axis, keepdims
+        self.out = np.asarray(x.max(axis=axis, keepdims=keepdims))
+        return self.out
+
+    def backward(self, grad):
+        shape = self.x.shape
+        out = _expand_reduced(self.out, shape, self.axis, self.keepdims)
+        g = _expand_reduced(grad, shape, self.axis, self.keepdims)
+        is_max = self.x == out
+        ties = is_max.sum(axis=self.axis, keepdims=True).astype(grad.dtype)
+        return (is_max * (g / ties),)
+
+
+# ---------------------------------------------------------------- movement
+
+
+class Reshape(Op):
+    """x.reshape(shape).   the gradient is reshaped back"""
+
+    def forward(self, x, shape):
+        self.in_shape = x.shape
+        return x.reshape(shape)
+
+    def backward(self, grad):
+        return (grad.reshape(self.in_shape),)
+
+
+class Transpose(Op):
+    """x.transpose(axes).   the gradient is transposed by the inverse permutation"""
+
+    def forward(self, x, axes):
+        self.axes = axes
+        return x.transpose(axes)
+
+    def backward(self, grad):
+        return (grad.transpose(np.argsort(self.axes)),)
+
+
+def _has_array_index(index) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(p, (np.ndarray, list)) for p in parts)
+
+
+class GetItem(Op):
+    """x[index].   the gradient is scattered back; repeated integer indices add up"""
+
+    def forward(self, x, index):
+        self.shape, self.dtype, self.index = x.shape, x.dtype, index
+        return np.asarray(x[index])
+
+    def backward(self, grad):
+        full = np.zeros(self.shape, dtype=self.dtype)
+        if _has_array_index(self.index):
+            np.add.at(full, self.index, grad)
+        else:
+            full[self.index] = grad
+        return (full,)
+
+
+# ---------------------------------------------------------------- processing
+
+
+def _matmul_shapes_ok(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.ndim == 0 or b.ndim == 0:
+        return False
+    inner_a = a.shape[-1]
+    inner_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    return inner_a == inner_b
+
+
+class MatMul(Op):
+    """a @ b (2-D, batched, or with 1-D vectors, as np.matmul).
+
+    d/da = grad @ b^T,  d/db = a^T @ grad  (summed over broadcast batch axes)
+    """
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return np.matmul(a, b)
+
+    def backward(self, grad):
+        a, b = self.a, self.b
+        # promote 1-D operands to matrices, as np.matmul does, so one rule covers all cases
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g = grad[..., None] if b.ndim == 1 else grad
+        if a.ndim == 1:
+            g = np.expand_dims(g, -2)
+        grad_a = grad_b = None
+        if self.needs_input_grad[0]:
+            ga = np.matmul(g, np.swapaxes(b2, -1, -2))
+            ga = unbroadcast(ga, a2.shape)
+            grad_a = ga.reshape(a.shape)
+        if self.needs_input_grad[1]:
+            gb = np.matmul(np.swapaxes(a2, -1, -2), g)
+            gb = unbroadcast(gb, b2.shape)
+            grad_b = gb.reshape(b.shape)
+        return grad_a, grad_b
+
+
+def _pair(value, name: str, op: str) -> tuple[int, int]:
+    """An int or an (h, w) pair of ints, as conv and pool arguments are given."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value), int(value)
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)
+    ):
+        return int(value[0]), int(value[1])
+    raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+
+
+def _windows(x: np.ndarray, kh: int, kw: int, sh: int, sw: int) -> np.ndarray:
+    """A read-only strided view (N, C, OH, OW, kh, kw) of every kh x kw window of x (N, C, H, W)."""
+    n, c, h, w = x.shape
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    s0, s1, s2, s3 = x.strides
+    return as_strided(
+        x, (n, c, oh, ow, kh, kw), (s0, s1, s2 * sh, s3 * sw, s2, s3), writeable=False
+    )
+
+
+class Conv2d(Op):
+    """Cross-correlation of x (N, C, H, W) with weight (O, C, kh, kw), plus bias (O,).
+
+    Forward is im2col + one GEMM: every window becomes a row of `cols` (N*OH*OW, C*kh*kw), and
+    out = cols @ weight^T. Backward is two GEMMs: d/dweight = grad^T @ cols and
+    d/dcols = grad @ weight,
+    and col2im adds each kernel offset's slice of d/dcols back into the (padded) input.
+    """
+
+    def forward(self, x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
+        (sh, sw), (ph, pw) = stride, padding
+        o, c, kh, kw = weight.shape
+        if ph or pw:
+            x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        n, _, hp, wp = x.shape
+        oh, ow = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+        # windows ordered (N, OH, OW, C, kh, kw) so each output pixel's patch is one row
+        win = _windows(x, kh, kw, sh, sw).transpose(0, 2, 3, 1, 4, 5)
+        cols = win.reshape(n * oh * ow, c * kh * kw)
+        w2 = weight.reshape(o, c * kh * kw)
+        out = cols @ w2.T
+        if bias is not None:
+            out += bias
+        self.cols = cols if self.needs_input_grad[1] else None
+        self.weight = weight
+        self.geometry = (n, c, hp, wp, oh, ow, kh, kw, sh, sw, ph, pw)
+        self.has_bias = bias is not None
+        # memory stays NHWC (cheap for the next GEMM); the view is NCHW as the API promises
+        return out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+
+    def backward(self, grad):
+        n, c, hp, wp, oh, ow, kh, kw, sh, sw, ph, pw = self.geometry
+        o = self.weight.shape[0]
+        g2 = grad.transpose(0, 2, 3, 1).reshape(n * oh * ow, o)
+        grad_x = grad_w = grad_b = None
+        if self.needs_input_grad[1]:
+            grad_w = (g2.T @ self.cols).reshape(self.weight.shape)
+        if self.has_bias and self.needs_input_grad[2]:
+            grad_b = g2.sum(axis=0)
+        if self.needs_input_grad[0]:
+            gcols = (g2 @ self.weight.reshape(o, -1)).reshape(n, oh, ow, c, kh, kw)
+            gx = np.zeros((n, c, hp, wp), dtype=grad.dtype)
+            for i in range(kh):
+                for j in range(kw):
+                    gx[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += gcols[
+                        :, :, :, :, i, j
+                    ].transpose(0, 3, 1, 2)
+            grad_x = gx[:, :, ph : hp - ph, pw : wp - pw]
+        return grad_x, grad_w, grad_b
+
+
+class MaxPool2d(Op):
+    """Max over each kh x kw window of x (N, C, H, W), moving by (sh, sw).
+
+    d/dx = the window's gradient at its (first) maximum, 0 elsewhere; overlapping windows add.
+    """
+
+    def forward(self, x, kernel_size=(2, 2), stride=(2, 2)):
+        (kh, kw), (sh, sw) = kernel_size, stride
+        n, c, h, w = x.shape
+        oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+        self.geometry = (n, c, h, w, oh, ow, kh, kw, sh, sw)
+        self.dtype = x.dtype
+        if (kh, kw) == (sh, sw):
+            # non-overlapping windows: a reshape instead of a strided view
+            tiles = x[:, :, : oh * kh, : ow * kw].reshape(n, c, oh, kh, ow, kw)
+            flat = tiles.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, oh, ow, kh * kw)
+        else:
+            flat = _windows(x, kh, kw, sh, sw).reshape(n, c, oh, ow, kh * kw)
+        self.argmax = flat.argmax(axis=-1)[..., None]
+        return np.take_along_axis(flat, self.argmax, axis=-1)[..., 0]
+
+    def backward(self, grad):
+        n, c, h, w, oh, ow, kh, kw, sh, sw = self.geometry
+        gx = np.zeros((n, c, h, w), dtype=grad.dtype)
+        if (kh, kw) == (sh, sw):
+            flat = np.zeros((n, c, oh, ow, kh * kw), dtype=grad.dtype)
+            np.put_along_axis(flat, self.argmax, grad[..., None], axis=-1)
+            tiles = flat.reshape(n, c, oh, ow, kh, kw).transpose(0, 1, 2, 4, 3, 5)
+            gx[:, :, : oh * kh, : ow * kw] = tiles.reshape(n, c, oh * kh, ow * kw)
+            return (gx,)
+        winner = self.argmax[..., 0]
+        for i in range(kh):
+            for j in range(kw):
+                hit = winner == i * kw + j
+                gx[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += grad * hit
+        return (gx,)
+
+
+class Softmax(Op):
+    """exp(x) / sum(exp(x)) along `axis`, shifted by the max for stability.
+
+    d/dx = s * (grad - sum(grad * s))
+    """
+
+    def forward(self, x, axis=-1):
+        self.axis = axis
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        self.out = e / e.sum(axis=axis, keepdims=True)
+        return self.out
+
+    def backward(self, grad):
+        s = self.out
+        return (s * (grad - (grad * s).sum(axis=self.axis, keepdims=True)),)
+
+
+class LogSoftmax(Op):
+    """x - logsumexp(x) along `axis`, computed stably.
+
+    d/dx = grad - softmax(x) * sum(grad)
+    """
+
+    def forward(self, x, axis=-1):
+        self.axis = axis
+        shifted = x - x.max(axis=axis, keepdims=True)
+        self.out = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+        return self.out
+
+    def backward(self, grad):
+        return (grad - np.exp(self.out) * grad.sum(axis=self.axis, keepdims=True),)
+
+
+class NLLLoss(Op):
+    """Mean negative log-likelihood: -mean(log_probs[i, targets[i]]) over the batch.
+
+    d/dlog_probs = -1/N at each row's target class, 0 elsewhere
+    """
+
+    def forward(self, log_probs, targets):
+        self.shape, self.targets = log_probs.shape, targets
+        rows = np.arange(log_probs.shape[0])
+        return np.asarray(-log_probs[rows, targets].mean())
+
+    def backward(self, grad):
+        n = self.shape[0]
+        full = np.zeros(self.shape, dtype=grad.dtype)
+        full[np.arange(n), self.targets] = -grad / n
+        return (full, None)
+
+
+class CrossEntropy(Op):
+    """Fused log_softmax + nll_loss over logits (N, classes): one pass, stable at any scale.
+
+    d/dlogits = (softmax(logits) - onehot(targets)) / N
+    """
+
+    def forward(self, logits, targets):
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        self.log_probs, self.targets = log_probs, targets
+        rows = np.arange(logits.shape[0])
+        return np.asarray(-log_probs[rows, targets].mean())
+
+    def backward(self, grad):
+        n = self.log_probs.shape[0]
+        g = np.exp(self.log_probs)
+        g[np.arange(n), self.targets] -= 1
+        return (g * (grad / n), None)

@@ -1,0 +1,621 @@
+"""Tensor: a NumPy array plus the bookkeeping of reverse-mode automatic differentiation.
+
+Every op applied to tensors records itself: the result keeps the op instance (`_op`, with its
+saved arrays and attributes) and its ordered inputs (`_parents`). `backward()` sorts that graph
+topologically without recursion and walks it in reverse, calling each op's backward rule and
+adding the gradients up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import ops
+
+_grad_enabled = True
+
+# dtypes a Tensor may hold; anything else (object, strings, complex) is refused up front
+_SUPPORTED_KINDS = "fiub"
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Context manager and decorator: inside it, ops record no graph and results need no grad.
+
+    >>> with no_grad():
+    ...     y = model(x)
+    """
+
+    def __enter__(self):
+        global _grad_enabled
+        self._previous = _grad_enabled
+        _grad_enabled = False
+        return self
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._previous
+        return False
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside `no_grad()`."""
+    return _grad_enabled
+
+
+def _to_array(data, dtype) -> np.ndarray:
+    """Convert user data to an ndarray following the dtype rules of the Tensor docstring."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError as err:
+            raise TypeError(f"Tensor: unknown dtype {dtype!r}; expected e.g. 'float32'") from err
+        if dtype.kind not in _SUPPORTED_KINDS:
+            raise TypeError(
+                f"Tensor: unsupported dtype {dtype}; expected a float, integer or bool dtype"
+            )
+    if isinstance(data, np.ndarray | np.generic):
+        array = np.asarray(data, dtype=dtype)
+    elif isinstance(data, (numbers.Number, Sequence)) and not isinstance(data, (str, bytes)):
+        try:
+            array = np.asarray(data, dtype=dtype or np.float32)
+        except (ValueError, TypeError) as err:
+            raise ValueError(
+                f"Tensor: cannot make an array from {type(data).__name__} data ({err}); "
+                "expected a number or a rectangular nested list of numbers"
+            ) from err
+    else:
+        raise TypeError(
+            f"Tensor: data must be a NumPy array, a list or a number, got {type(data).__name__}"
+        )
+    if array.dtype.kind not in _SUPPORTED_KINDS:
+        raise TypeError(
+            f"Tensor: unsupported dtype {array.dtype}; expected a float, integer or bool dtype"
+        )
+    return array
+
+
+def _axes_of(args) -> tuple[int, ...]:
+    """Accept shape arguments as `f(2, 3)` or `f((2, 3))`."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        return tuple(args[0])
+    return tuple(args)
+
+
+class Tensor:
+    """An n-dimensional array that records the ops applied to it, for reverse-mode autodiff.
+
+    Args:
+        data: a NumPy array, a (nested) list, or a number. Lists and numbers become float32;
+            NumPy arrays keep their dtype (float64 stays float64, so gradients can be checked in
+            double precision; integer arrays stay integer).
+        requires_grad: whether `backward()` should compute `.grad` for this tensor. Only
+            floating-point tensors can require grad.
+        dtype: convert the data to this dtype (e.g. ``"float64"``).
+        name: an optional label, shown by the graph drawer.
+    """
+
+    __array_priority__ = 1000  # so `ndarray * Tensor` defers to Tensor.__rmul__
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
+        self.data: np.ndarray = _to_array(data, dtype)
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(
+                f"Tensor: only floating-point tensors can require grad, got dtype "
+                f"{self.data.dtype}; convert with dtype='float32' first"
+            )
+        self.requires_grad: bool = bool(requires_grad)
+        self.grad: np.ndarray | None = None
+        self.name = name
+        self._op: ops.Op | None = None
+        self._parents: tuple[Tensor, ...] = ()
+        self._retains_grad = False
+
+    # ------------------------------------------------------------ graph building
+
+    @staticmethod
+    def _apply(op_class: type[ops.Op], *inputs: Tensor, **attrs) -> Tensor:
+        """Run `op_class` forward on the inputs' arrays and record it when a gradient is needed."""
+        needs = tuple(t.requires_grad for t in inputs)
+        op = op_class(needs)
+        op.attrs = attrs
+        out = Tensor.__new__(Tensor)
+        out.data = op.forward(*(t.data for t in inputs), **attrs)
+        out.grad = None
+        out.name = None
+        out._retains_grad = False
+        out.requires_grad = _grad_enabled and any(needs)
+        if out.requires_grad:
+            out._op, out._parents = op, inputs
+        else:
+            out._op, out._parents = None, ()
+        return out
+
+    def _lift(self, other) -> Tensor:
+        """Turn a number or array operand into a constant Tensor (NumPy's promotion rules)."""
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, numbers.Number) and not isinstance(other, np.generic):
+            # a Python number is "weak": float32 * 2.0 stays float32, as in NumPy
+            return Tensor(np.asarray(other, dtype=np.result_type(self.data, other)))
+        if isinstance(other, (np.ndarray, np.generic, list, tuple)):
+            return Tensor(other if isinstance(other, (np.ndarray, np.generic)) else np.asarray(
+                other, dtype=self.data.dtype if self.data.dtype.kind == "f" else np.float32))
+        raise TypeError(
+            f"unsupported operand type for a Tensor op: {type(other).__name__}; "
+            "expected a Tensor, a NumPy array or a number"
+        )
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for tensors made by the user rather than by an op."""
+        return self._op is None
+
+    @property
+    def op(self) -> ops.Op | None:
+        """The op that produced this tensor (None for leaves), with its attributes."""
+        return self._op
+
+    @property
+    def parents(self) -> tuple[Tensor, ...]:
+        """The op's inputs, in order (empty for leaves)."""
+        return self._parents
+
+    def numpy(self) -> np.ndarray:
+        """The underlying ndarray (shared, not copied)."""
+        return self.data
+
+    def item(self) -> float | int | bool:
+        """The value of a one-element tensor as a Python number."""
+        if self.data.size != 1:
+            raise ValueError(
+                f"item: only one-element tensors can be converted to a Python number, "
+                f"got shape {self.shape}"
+            )
+        return self.data.item()
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is None:
+            return self.data
+        return self.data.astype(dtype, copy=bool(copy))
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", prefix="tensor(", precision=4)
+        extras = [] if self.dtype == np.float32 else [f"dtype={self.dtype}"]
+        if self._op is not None:
+            extras.append(f"grad_fn=<{self._op.name}>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + ", ".join([body, *extras]) + ")"
+
+    __hash__ = object.__hash__
+
+    # ------------------------------------------------------------ autograd
+
+    def backward(self, grad=None) -> None:
+        """Compute d(self)/d(leaf) for every leaf that requires grad and add it to `leaf.grad`.
+
+        Args:
+            grad: the gradient flowing into this tensor, same shape; may be omitted only when
+                the tensor has one element (then it is 1).
+
+        Gradients accumulate: calling backward twice adds twice. The graph is kept.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward: this tensor does not require grad and has no recorded graph; "
+                "create the inputs with requires_grad=True (and not inside no_grad())"
+            )
+        if grad is None:
+            if self.data.size != 1:
+                raise ValueError(
+                    f"backward: grad can be omitted only for a one-element tensor, but this "
+                    f"tensor has shape {self.shape}; pass grad= an array of that shape"
+                )
+            seed = np.ones(self.shape, dtype=self.dtype)
+        else:
+            seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad)
+            if seed.shape != self.shape:
+                raise ValueError(
+                    f"backward: grad has shape {seed.shape} but the tensor has shape "
+                    f"{self.shape}; they must match"
+                )
+            seed = seed.astype(self.dtype, copy=False)
+
+        grads: dict[int, np.ndarray] = {id(self): seed}
+        for node in reversed(self._topological_order()):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node._op is None or node._retains_grad:
+                node.grad = g.copy() if node.grad is None else node.grad + g
+                if node._op is None:
+                    continue
+            input_grads = node._op.backward(g)
+            for parent, pg in zip(node._parents, input_grads, strict=False):
+                if pg is None or not parent.requires_grad:
+                    continue
+                key = id(parent)
+                grads[key] = pg if key not in grads else grads[key] + pg
+
+    def _topological_order(self) -> list[Tensor]:
+        """Every tensor in the graph below self, inputs before outputs (iterative DFS)."""
+        order: list[Tensor] = []
+        visited: set[int] = set()
+        stack: list[tuple[Tensor, bool]] = [(self, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if id(node) in visited:
+                continue
+            visited.add(id(node))
+            stack.append((node, True))
+            for parent in node._parents:
+                if parent.requires_grad and id(parent) not in visited:
+                    stack.append((parent, False))
+        return order
+
+    def retain_grad(self) -> Tensor:
+        """Keep `.grad` on this intermediate tensor during backward (leaves always keep it)."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad: this tensor does not require grad")
+        self._retains_grad = True
+        return self
+
+    def zero_grad(self) -> None:
+        """Forget the accumulated gradient (sets `.grad` to None, as PyTorch does)."""
+        self.grad = None
+
+    def detach(self) -> Tensor:
+        """A new leaf tensor sharing this data, cut off from the graph."""
+        return Tensor(self.data)
+
+    # ------------------------------------------------------------ arithmetic
+
+    def __add__(self, other) -> Tensor:
+        return self._binary(ops.Add, "add", self, self._lift(other))
+
+    def __radd__(self, other) -> Tensor:
+        return self._binary(ops.Add, "add", self._lift(other), self)
+
+    def __sub__(self, other) -> Tensor:
+        return self._binary(ops.Sub, "sub", self, self._lift(other))
+
+    def __rsub__(self, other) -> Tensor:
+        return self._binary(ops.Sub, "sub", self._lift(other), self)
+
+    def __mul__(self, other) -> Tensor:
+        return self._binary(ops.Mul, "mul", self, self._lift(other))
+
+    def __rmul__(self, other) -> Tensor:
+        return self._binary(ops.Mul, "mul", self._lift(other), self)
+
+    def __truediv__(self, other) -> Tensor:
+        return self._binary(ops.Div, "div", self, self._lift(other))
+
+    def __rtruediv__(self, other) -> Tensor:
+        return self._binary(ops.Div, "div", self._lift(other), self)
+
+    def __neg__(self) -> Tensor:
+        return Tensor._apply(ops.Neg, self)
+
+    def __pow__(self, exponent) -> Tensor:
+        """x ** p for a number p.   d/dx = p x^(p-1)"""
+        if not isinstance(exponent, numbers.Number) or isinstance(exponent, bool):
+            raise TypeError(
+                f"pow: the exponent must be a number, got {type(exponent).__name__}"
+            )
+        if self.dtype.kind != "f" and (not float(exponent).is_integer() or exponent < 0):
+            raise TypeError(f"pow: integer tensor of dtype {self.dtype} to power {exponent}")
+        return Tensor._apply(ops.Pow, self, exponent=exponent)
+
+    def __matmul__(self, other) -> Tensor:
+        return self.matmul(other)
+
+    def __rmatmul__(self, other) -> Tensor:
+        return self._lift(other).matmul(self)
+
+    @staticmethod
+    def _binary(op_class, name: str, a: Tensor, b: Tensor) -> Tensor:
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(
+                f"{name}: shapes {a.shape} and {b.shape} cannot be broadcast together; "
+                "each axis must match or be 1 (aligned from the right)"
+            ) from None
+        return Tensor._apply(op_class, a, b)
+
+    # comparisons give bool tensors and record nothing
+    def _compare(self, other, fn, name: str) -> Tensor:
+        b = self._lift(other)
+        try:
+            np.broadcast_shapes(self.shape, b.shape)
+        except ValueError:
+            raise ValueError(
+                f"{name}: shapes {self.shape} and {b.shape} cannot be broadcast together"
+            ) from None
+        return Tensor(fn(self.data, b.data))
+
+    def __eq__(self, other) -> Tensor:  # type: ignore[override]
+        return self._compare(other, np.equal, "eq")
+
+    def __ne__(self, other) -> Tensor:  # type: ignore[override]
+        return self._compare(other, np.not_equal, "ne")
+
+    def __lt__(self, other) -> Tensor:
+        return self._compare(other, np.less, "lt")
+
+    def __le__(self, other) -> Tensor:
+        return self._compare(other, np.less_equal, "le")
+
+    def __gt__(self, other) -> Tensor:
+        return self._compare(other, np.greater, "gt")
+
+    def __ge__(self, other) -> Tensor:
+        return self._compare(other, np.greater_equal, "ge")
+
+    # ------------------------------------------------------------ elementwise functions
+
+    def exp(self) -> Tensor:
+        """e^x elementwise.   d/dx = e^x"""
+        return Tensor._apply(ops.Exp, self)
+
+    def log(self) -> Tensor:
+        """Natural log elementwise.   d/dx = 1/x"""
+        return Tensor._apply(ops.Log, self)
+
+    def sqrt(self) -> Tensor:
+        """Square root elementwise.   d/dx = 1/(2 sqrt(x))"""
+        return Tensor._apply(ops.Sqrt, self)
+
+    def relu(self) -> Tensor:
+        """max(x, 0) elementwise.   d/dx = 1 where x > 0, else 0"""
+        return Tensor._apply(ops.ReLU, self)
+
+    def sigmoid(self) -> Tensor:
+        """1/(1+e^-x) elementwise.   d/dx = s(1-s)"""
+        return Tensor._apply(ops.Sigmoid, self)
+
+    def tanh(self) -> Tensor:
+        """tanh(x) elementwise.   d/dx = 1 - tanh(x)^2"""
+        return Tensor._apply(ops.Tanh, self)
+
+    # ------------------------------------------------------------ reductions
+
+    def _check_axis(self, axis, name: str):
+        if axis is None:
+            return None
+        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+        for a in axes:
+            if not isinstance(a, (int, np.integer)) or not -self.ndim <= a < max(self.ndim, 1):
+                raise ValueError(
+                    f"{name}: axis {axis} is out of range for a tensor of shape {self.shape} "
+                    f"(expected -{self.ndim} <= axis < {self.ndim})"
+                )
+        if len({a % max(self.ndim, 1) for a in axes}) != len(axes):
+            raise ValueError(f"{name}: repeated axis in {axis}")
+        return int(axis) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axes)
+
+    def sum(self, axis=None, keepdims: bool = False) -> Tensor:
+        """Sum over `axis` (int, tuple, or None for all).   d/dx = 1"""
+        return Tensor._apply(ops.Sum, self, axis=self._check_axis(axis, "sum"), keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims: bool = False) -> Tensor:
+        """Mean over `axis` (int, tuple, or None for all).   d/dx = 1/n"""
+        axis = self._check_axis(axis, "mean")
+        return Tensor._apply(ops.Mean, self, axis=axis, keepdims=keepdims)
+
+    def max(self, axis=None, keepdims: bool = False) -> Tensor:
+        """Maximum over `axis`.   d/dx = 1 at the maximum (ties share it equally)"""
+        if self.size == 0:
+            raise ValueError(f"max: cannot take the max of an empty tensor of shape {self.shape}")
+        return Tensor._apply(ops.Max, self, axis=self._check_axis(axis, "max"), keepdims=keepdims)
+
+    # ------------------------------------------------------------ movement
+
+    def reshape(self, *shape) -> Tensor:
+        """The same elements in a new shape; accepts `reshape(2, 3)`, `reshape((2, 3))` and -1."""
+        shape = _axes_of(shape)
+        try:
+            np.empty(self.shape, dtype=bool).reshape(shape)
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"reshape: cannot reshape a tensor of shape {self.shape} ({self.size} elements) "
+                f"into {shape}"
+            ) from None
+        return Tensor._apply(ops.Reshape, self, shape=shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        """Merge axes start_dim..end_dim into one (`flatten(1)` keeps the batch axis)."""
+        if self.ndim == 0:
+            return self.reshape(1)
+        start, end = start_dim % self.ndim, end_dim % self.ndim
+        if start > end:
+            raise ValueError(
+                f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                f"for a tensor of shape {self.shape}"
+            )
+        merged = int(np.prod(self.shape[start : end + 1]))
+        return self.reshape(self.shape[:start] + (merged,) + self.shape[end + 1 :])
+
+    def transpose(self, *axes) -> Tensor:
+        """Permute the axes (a NumPy permutation); no arguments reverses them."""
+        axes = _axes_of(axes) or tuple(reversed(range(self.ndim)))
+        if sorted(a % max(self.ndim, 1) for a in axes) != list(range(self.ndim)):
+            raise ValueError(
+                f"transpose: {axes} is not a permutation of the {self.ndim} axes of a tensor "
+                f"of shape {self.shape}"
+            )
+        return Tensor._apply(ops.Transpose, self, axes=tuple(a % self.ndim for a in axes))
+
+    def permute(self, *axes) -> Tensor:
+        """Same as `transpose(*axes)`."""
+        return self.transpose(*axes)
+
+    @property
+    def T(self) -> Tensor:
+        """All axes reversed, as NumPy's `.T`."""
+        return self.transpose()
+
+    def __getitem__(self, index) -> Tensor:
+        """Basic and integer-array indexing.   d/dx scatters back; repeated indices add up"""
+        index = _plain_index(index)
+        try:
+            self.data[index]
+        except IndexError as err:
+            raise IndexError(f"getitem: {err} (tensor shape {self.shape})") from None
+        return Tensor._apply(ops.GetItem, self, index=index)
+
+    # ------------------------------------------------------------ processing
+
+    def matmul(self, other) -> Tensor:
+        """Matrix product (2-D, batched or with vectors, as `np.matmul`)."""
+        other = self._lift(other)
+        if not ops._matmul_shapes_ok(self.data, other.data):
+            raise ValueError(
+                f"matmul: shapes {self.shape} and {other.shape} do not fit; the last axis of "
+                "the first must equal the second-to-last axis of the second"
+            )
+        try:
+            np.broadcast_shapes(self.shape[:-2], other.shape[:-2])
+        except ValueError:
+            raise ValueError(
+                f"matmul: batch shapes of {self.shape} and {other.shape} cannot be broadcast"
+            ) from None
+        return Tensor._apply(ops.MatMul, self, other)
+
+    def conv2d(self, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
+        """2-D cross-correlation, NCHW, as `torch.nn.functional.conv2d`.
+
+        Shapes: self (N, C, H, W), weight (O, C, kh, kw), bias (O,) -> (N, O, OH, OW) with
+        OH = (H + 2*ph - kh) // sh + 1.
+        """
+        stride = ops._pair(stride, "stride", "conv2d")
+        padding = ops._pair(padding, "padding", "conv2d")
+        weight = self._lift(weight)
+        bias = None if bias is None else self._lift(bias)
+        _check_conv(self, weight, bias, stride, padding)
+        inputs = (self, weight) if bias is None else (self, weight, bias)
+        return Tensor._apply(ops.Conv2d, *inputs, stride=stride, padding=padding)
+
+    def max_pool2d(self, kernel_size=2, stride=None) -> Tensor:
+        """Max over kernel windows of an (N, C, H, W) tensor; stride defaults to kernel_size."""
+        kernel = ops._pair(kernel_size, "kernel_size", "max_pool2d")
+        stride = kernel if stride is None else ops._pair(stride, "stride", "max_pool2d")
+        if self.ndim != 4:
+            raise ValueError(
+                f"max_pool2d: expected a 4-D input (N, C, H, W), got shape {self.shape}"
+            )
+        if min(kernel) < 1 or min(stride) < 1:
+            raise ValueError(
+                f"max_pool2d: kernel_size {kernel} and stride {stride} must be positive"
+            )
+        if kernel[0] > self.shape[2] or kernel[1] > self.shape[3]:
+            raise ValueError(
+                f"max_pool2d: kernel {kernel} is larger than the input's spatial size "
+                f"{self.shape[2:]} (input shape {self.shape})"
+            )
+        return Tensor._apply(ops.MaxPool2d, self, kernel_size=kernel, stride=stride)
+
+    def softmax(self, axis: int = -1) -> Tensor:
+        """exp(x) / sum(exp(x)) along axis, stable for large logits."""
+        return Tensor._apply(ops.Softmax, self, axis=self._check_axis(axis, "softmax"))
+
+    def log_softmax(self, axis: int = -1) -> Tensor:
+        """log(softmax(x)) along axis, computed stably (fine at logits of +-1e4)."""
+        return Tensor._apply(ops.LogSoftmax, self, axis=self._check_axis(axis, "log_softmax"))
+
+    def nll_loss(self, targets) -> Tensor:
+        """Mean negative log-likelihood of class indices `targets` (N,) under log-probs (N, C)."""
+        return Tensor._apply(ops.NLLLoss, self, targets=_check_targets(self, targets, "nll_loss"))
+
+    def cross_entropy(self, targets) -> Tensor:
+        """Mean cross-entropy of logits (N, C) against class indices (N,) (fused and stable)."""
+        targets = _check_targets(self, targets, "cross_entropy")
+        return Tensor._apply(ops.CrossEntropy, self, targets=targets)
+
+
+def _plain_index(index):
+    """Replace Tensors inside an index by their arrays."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index
+
+
+def _check_conv(x: Tensor, w: Tensor, b: Tensor | None, stride, padding) -> None:
+    shapes = f"(input shape {x.shape}, weight shape {w.shape})"
+    if x.ndim != 4:
+        raise ValueError(f"conv2d: expected a 4-D input (N, C, H, W) {shapes}")
+    if w.ndim != 4:
+        raise ValueError(f"conv2d: expected a 4-D weight (out, in, kh, kw) {shapes}")
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(
+            f"conv2d: input has {x.shape[1]} channels but weight expects {w.shape[1]} {shapes}"
+        )
+    if min(stride) < 1 or min(padding) < 0:
+        raise ValueError(
+            f"conv2d: stride {stride} must be >= 1 and padding {padding} >= 0 {shapes}"
+        )
+    h, wd = x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1]
+    if w.shape[2] > h or w.shape[3] > wd:
+        raise ValueError(
+            f"conv2d: kernel {w.shape[2:]} is larger than the padded input {(h, wd)} {shapes}"
+        )
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(
+            f"conv2d: bias has shape {b.shape} but the weight has {w.shape[0]} output channels; "
+            f"expected bias shape ({w.shape[0]},)"
+        )
+
+
+def _check_targets(scores: Tensor, targets, name: str) -> np.ndarray:
+    """Class indices as an integer array (N,) that fits scores (N, C)."""
+    t = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+    if scores.ndim != 2:
+        raise ValueError(f"{name}: expected scores of shape (N, classes), got {scores.shape}")
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{name}: targets must be integer class indices, got dtype {t.dtype}")
+    if t.shape != (scores.shape[0],):
+        raise ValueError(
+            f"{name}: targets have shape {t.shape} but scores have shape {scores.shape}; "
+            f"expected targets of shape ({scores.shape[0]},)"
+        )
+    if t.size and (t.min() < 0 or t.max() >= scores.shape[1]):
+        raise ValueError(
+            f"{name}: targets must be class indices in [0, {scores.shape[1] - 1}], "
+            f"got values from {t.min()} to {t.max()}"
+        )
+    return t.astype(np.intp, copy=False)
