@@ -7,9 +7,20 @@
 array([4., 6.], dtype=float32)
 """
 
+from . import data, nn, optim
 from .gradcheck import GradcheckError, gradcheck
 from .tensor import Tensor, is_grad_enabled, no_grad
 
 __version__ = "0.1.0"
 
-__all__ = ["GradcheckError", "Tensor", "__version__", "gradcheck", "is_grad_enabled", "no_grad"]
+__all__ = [
+    "GradcheckError",
+    "Tensor",
+    "__version__",
+    "data",
+    "gradcheck",
+    "is_grad_enabled",
+    "nn",
+    "no_grad",
+    "optim",
+]

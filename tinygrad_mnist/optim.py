@@ -1,0 +1,111 @@
+"""Optimizers: SGD (with momentum and weight decay) and Adam, with PyTorch's update rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from .tensor import Tensor
+
+
+class Optimizer:
+    """Holds the parameters to update; `step()` applies one update, `zero_grad()` clears grads."""
+
+    def __init__(self, params: Iterable[Tensor], lr: float):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        for i, p in enumerate(self.params):
+            if not isinstance(p, Tensor) or not p.requires_grad:
+                raise TypeError(
+                    f"{type(self).__name__}: parameter {i} must be a Tensor with "
+                    "requires_grad=True"
+                )
+        if lr < 0:
+            raise ValueError(f"{type(self).__name__}: learning rate must be >= 0, got {lr}")
+        self.lr = lr
+
+    def zero_grad(self) -> None:
+        """Set every parameter's `.grad` to None."""
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must define step()")
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, as `torch.optim.SGD` (dampening 0, no Nesterov).
+
+    g = grad + weight_decay * p;  buf = momentum * buf + g (buf = g at the first step);
+    p -= lr * buf  (p -= lr * g without momentum)
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+        super().__init__(params, lr)
+        if momentum < 0 or weight_decay < 0:
+            raise ValueError(
+                f"SGD: momentum ({momentum}) and weight_decay ({weight_decay}) must be >= 0"
+            )
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self.buffers: list[np.ndarray | None] = [None] * len(self.params)
+
+    def step(self) -> None:
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
+            if self.momentum:
+                buf = self.buffers[i]
+                if buf is None:
+                    buf = self.buffers[i] = np.array(g, dtype=p.dtype)
+                else:
+                    buf *= self.momentum
+                    buf += g
+                g = buf
+            p.data -= self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam, as `torch.optim.Adam` (L2 weight decay added to the gradient, no amsgrad).
+
+    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+    p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__(params, lr)
+        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"Adam: betas must be in [0, 1), got {betas}")
+        if eps < 0 or weight_decay < 0:
+            raise ValueError(f"Adam: eps ({eps}) and weight_decay ({weight_decay}) must be >= 0")
+        self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
+        self.steps = 0
+        self.m = [np.zeros_like(p.data) for p in self.params]
+        self.v = [np.zeros_like(p.data) for p in self.params]
+
+    def step(self) -> None:
+        self.steps += 1
+        b1, b2 = self.betas
+        step_size = self.lr / (1 - b1**self.steps)
+        root_correction2 = (1 - b2**self.steps) ** 0.5
+        for p, m, v in zip(self.params, self.m, self.v, strict=True):
+            if p.grad is None:
+                continue
+            g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            denom = np.sqrt(v)
+            denom /= root_correction2
+            denom += self.eps
+            p.data -= step_size * (m / denom)
