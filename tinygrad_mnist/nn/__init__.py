@@ -7,8 +7,8 @@ from .layers import (
     Linear,
     LogSoftmax,
     MaxPool2d,
-    Reshape,
     ReLU,
+    Reshape,
     Sequential,
     Softmax,
 )

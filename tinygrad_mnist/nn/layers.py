@@ -10,6 +10,11 @@ from . import init
 from .module import Module
 
 
+def _parameter(shape: tuple[int, ...], bound: float) -> Tensor:
+    """A float32 parameter drawn uniformly from [-bound, bound)."""
+    return Tensor(init.uniform(shape, bound), requires_grad=True)
+
+
 class Conv2d(Module):
     """2-D convolution over (N, C, H, W) input, as `torch.nn.Conv2d`.
 
@@ -38,8 +43,8 @@ class Conv2d(Module):
             )
         bound = init.fan_in_bound(in_channels * self.kernel_size[0] * self.kernel_size[1])
         shape = (out_channels, in_channels, *self.kernel_size)
-        self.weight = Tensor(init.uniform(shape, bound), requires_grad=True)
-        self.bias = Tensor(init.uniform((out_channels,), bound), requires_grad=True) if bias else None
+        self.weight = _parameter(shape, bound)
+        self.bias = _parameter((out_channels,), bound) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         return x.conv2d(self.weight, self.bias, stride=self.stride, padding=self.padding)
@@ -68,8 +73,8 @@ class Linear(Module):
             )
         self.in_features, self.out_features = in_features, out_features
         bound = init.fan_in_bound(in_features)
-        self.weight = Tensor(init.uniform((out_features, in_features), bound), requires_grad=True)
-        self.bias = Tensor(init.uniform((out_features,), bound), requires_grad=True) if bias else None
+        self.weight = _parameter((out_features, in_features), bound)
+        self.bias = _parameter((out_features,), bound) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim < 1 or x.shape[-1] != self.in_features:
