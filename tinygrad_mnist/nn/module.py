@@ -42,7 +42,13 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        out = self.forward(*args, **kwargs)
+        if isinstance(out, Tensor) and out.requires_grad:
+            # remember which module made this tensor from which inputs, so the graph drawer
+            # can box each layer's ops (innermost module first, Sequential last)
+            inputs = tuple(a for a in args if isinstance(a, Tensor))
+            out.module_calls = [*getattr(out, "module_calls", ()), (self, inputs)]
+        return out
 
     # ------------------------------------------------------------ structure
 
