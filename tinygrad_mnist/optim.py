@@ -13,6 +13,11 @@ class Optimizer:
     """Holds the parameters to update; `step()` applies one update, `zero_grad()` clears grads."""
 
     def __init__(self, params: Iterable[Tensor], lr: float):
+        if isinstance(params, Tensor):
+            raise TypeError(
+                f"{type(self).__name__}: params must be an iterable of Tensors (e.g. "
+                f"model.parameters() or [w]), got a single Tensor of shape {params.shape}"
+            )
         self.params = list(params)
         if not self.params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
@@ -21,6 +26,11 @@ class Optimizer:
                 raise TypeError(
                     f"{type(self).__name__}: parameter {i} must be a Tensor with "
                     "requires_grad=True"
+                )
+            if not p.is_leaf:
+                raise ValueError(
+                    f"{type(self).__name__}: parameter {i} (shape {p.shape}) is the result of an "
+                    "op, not a leaf tensor; an optimizer can only update leaf tensors"
                 )
         if lr < 0:
             raise ValueError(f"{type(self).__name__}: learning rate must be >= 0, got {lr}")
@@ -88,18 +98,18 @@ class Adam(Optimizer):
         if eps < 0 or weight_decay < 0:
             raise ValueError(f"Adam: eps ({eps}) and weight_decay ({weight_decay}) must be >= 0")
         self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
-        self.steps = 0
+        self.steps = [0] * len(self.params)  # per parameter: steps it had a gradient for
         self.m = [np.zeros_like(p.data) for p in self.params]
         self.v = [np.zeros_like(p.data) for p in self.params]
 
     def step(self) -> None:
-        self.steps += 1
         b1, b2 = self.betas
-        step_size = self.lr / (1 - b1**self.steps)
-        root_correction2 = (1 - b2**self.steps) ** 0.5
-        for p, m, v in zip(self.params, self.m, self.v, strict=True):
+        for i, (p, m, v) in enumerate(zip(self.params, self.m, self.v, strict=True)):
             if p.grad is None:
                 continue
+            self.steps[i] += 1
+            step_size = self.lr / (1 - b1 ** self.steps[i])
+            root_correction2 = (1 - b2 ** self.steps[i]) ** 0.5
             g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
             m *= b1
             m += (1 - b1) * g

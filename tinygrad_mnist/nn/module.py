@@ -61,10 +61,17 @@ class Module:
         return iter(self._modules.items())
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
-        """This module (name "") and every sub-module below it, with dotted names."""
+        """This module (name "") and every sub-module below it, with dotted names.
+
+        A module reachable twice (a shared layer) is listed once, under its first name.
+        """
         stack = [(prefix, self)]
+        seen: set[int] = set()
         while stack:
             name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
             yield name, module
             children = [
                 (f"{name}.{child_name}" if name else child_name, child)
@@ -73,9 +80,16 @@ class Module:
             stack.extend(reversed(children))
 
     def named_parameters(self) -> Iterator[tuple[str, Tensor]]:
-        """(dotted name, tensor) for every parameter, as PyTorch names them: `0.weight`."""
+        """(dotted name, tensor) for every parameter, as PyTorch names them: `0.weight`.
+
+        A shared parameter is listed once, so an optimizer updates it once.
+        """
+        seen: set[int] = set()
         for module_name, module in self.named_modules():
             for name, param in module._parameters.items():
+                if id(param) in seen:
+                    continue
+                seen.add(id(param))
                 yield (f"{module_name}.{name}" if module_name else name), param
 
     def parameters(self) -> list[Tensor]:
@@ -142,8 +156,17 @@ class Module:
             raise ValueError(
                 f"load_state_dict for {type(self).__name__}: shape mismatch: " + "; ".join(bad)
             )
+        cast = {}
         for k, p in params.items():
-            p.data = arrays[k].astype(p.dtype, copy=True)
+            try:
+                cast[k] = arrays[k].astype(p.dtype, copy=True)
+            except (TypeError, ValueError) as err:
+                raise ValueError(
+                    f"load_state_dict for {type(self).__name__}: {k} has dtype "
+                    f"{arrays[k].dtype}, which cannot be cast to the parameter's {p.dtype} ({err})"
+                ) from None
+        for k, p in params.items():
+            p.data = cast[k]
         return self
 
     def save(self, path: str | os.PathLike) -> None:
@@ -165,7 +188,10 @@ class Module:
         if not path.is_file():
             raise FileNotFoundError(f"load: no weights file at {path}")
         try:
-            with np.load(path, allow_pickle=False) as archive:
+            archive = np.load(path, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError(f"it holds a single {type(archive).__name__}, not an .npz archive")
+            with archive:
                 state = {k: archive[k] for k in archive.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
             raise ValueError(f"load: {path} is not a valid .npz weights file ({err})") from None

@@ -1,0 +1,190 @@
+"""optim: SGD and Adam against torch.optim, step by step on the same parameters and gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinygrad_mnist import Tensor, nn, optim
+from tinygrad_mnist.nn import functional as F
+
+STEPS = 10
+
+SGD_CASES = {
+    "plain": {"lr": 0.1},
+    "momentum": {"lr": 0.1, "momentum": 0.9},
+    "weight-decay": {"lr": 0.1, "weight_decay": 1e-2},
+    "momentum-weight-decay": {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-2},
+}
+ADAM_CASES = {
+    "default": {},
+    "lr": {"lr": 0.05},
+    "weight-decay": {"lr": 0.01, "weight_decay": 1e-2},
+    "betas-eps": {"lr": 0.02, "betas": (0.8, 0.99), "eps": 1e-3},
+}
+CASES = [("SGD", name, kw) for name, kw in SGD_CASES.items()] + [
+    ("Adam", name, kw) for name, kw in ADAM_CASES.items()
+]
+
+
+def _model(dtype) -> nn.Module:
+    nn.init.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    return model.to(dtype)
+
+
+def _data():
+    rng = np.random.default_rng(1)
+    return rng.standard_normal((8, 5)), rng.integers(0, 3, 8)
+
+
+def _run_side_by_side(optimizer_name, kwargs, dtype, steps=STEPS, skip=None):
+    """Train our model with our optimizer; at every step hand torch's copy of the parameters the
+    very same gradients and step torch.optim. Yields (step, ours, theirs) after each step.
+
+    skip(step, name) -> True leaves that parameter's grad None for the step (in both).
+    """
+    torch = pytest.importorskip("torch")
+    model = _model(dtype)
+    x, y = _data()
+    x = Tensor(x.astype(dtype))
+    params = dict(model.named_parameters())
+    theirs = {k: torch.tensor(p.data.copy(), requires_grad=True) for k, p in params.items()}
+    ours_opt = getattr(optim, optimizer_name)(model.parameters(), **kwargs)
+    torch_kwargs = {"foreach": False, **kwargs}
+    torch_opt = getattr(torch.optim, optimizer_name)(list(theirs.values()), **torch_kwargs)
+    for step in range(steps):
+        ours_opt.zero_grad()
+        torch_opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        for k, p in params.items():
+            if skip is not None and skip(step, k):
+                p.grad = None
+            else:
+                theirs[k].grad = torch.from_numpy(p.grad.copy())
+        ours_opt.step()
+        torch_opt.step()
+        yield step, params, theirs
+
+
+@pytest.mark.parametrize("optimizer_name, case, kwargs", CASES, ids=[f"{o}-{c}" for o, c, _ in
+                                                                     CASES])
+def test_matches_torch_float64(optimizer_name, case, kwargs):
+    for step, ours, theirs in _run_side_by_side(optimizer_name, kwargs, np.float64):
+        for k, p in ours.items():
+            assert p.dtype == np.float64
+            np.testing.assert_allclose(p.data, theirs[k].detach().numpy(), rtol=1e-6, atol=1e-9,
+                                       err_msg=f"{k} after step {step + 1}")
+
+
+@pytest.mark.parametrize("optimizer_name, case, kwargs", CASES, ids=[f"{o}-{c}" for o, c, _ in
+                                                                     CASES])
+def test_float32_stays_float32_and_matches_torch(optimizer_name, case, kwargs):
+    for step, ours, theirs in _run_side_by_side(optimizer_name, kwargs, np.float32):
+        for k, p in ours.items():
+            assert p.dtype == np.float32, f"{k} became {p.dtype} after step {step + 1}"
+            np.testing.assert_allclose(p.data, theirs[k].detach().numpy(), rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{k} after step {step + 1}")
+
+
+def test_training_with_optimizer_lowers_the_loss():
+    x, y = _data()
+    for make in (lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), lambda ps: optim.Adam(ps, 0.05)):
+        model = _model(np.float32)
+        opt = make(model.parameters())
+        losses = []
+        for _ in range(20):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(Tensor(x.astype(np.float32))), y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.parametrize("optimizer_name, kwargs", [
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-2}),
+    ("Adam", {"lr": 0.01, "weight_decay": 1e-2}),
+])
+def test_params_with_grad_none_are_skipped_as_torch_does(optimizer_name, kwargs):
+    """A parameter without a gradient is left alone (no decay, no momentum, no Adam step count);
+    PyTorch keeps one step count per parameter, so its later updates match torch's too."""
+
+    def skip(step, name):
+        return (name == "2.bias" and step < 3) or (name == "0.weight" and step % 3 == 1)
+
+    frozen = None
+    for step, ours, theirs in _run_side_by_side(optimizer_name, kwargs, np.float64, skip=skip):
+        if step == 0:
+            frozen = _model(np.float64).state_dict()["2.bias"]
+        if step < 3:
+            np.testing.assert_array_equal(ours["2.bias"].data, frozen)
+        for k, p in ours.items():
+            np.testing.assert_allclose(p.data, theirs[k].detach().numpy(), rtol=1e-6, atol=1e-9,
+                                       err_msg=f"{k} after step {step + 1}")
+
+
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1), lambda ps: optim.Adam(ps)],
+                         ids=["SGD", "Adam"])
+def test_zero_grad_sets_grads_to_none(make):
+    model = _model(np.float32)
+    opt = make(model.parameters())
+    x, y = _data()
+    F.cross_entropy(model(Tensor(x.astype(np.float32))), y).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    opt.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+    before = model.state_dict()
+    opt.step()  # nothing to do: every grad is None
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_optimizer_accepts_a_generator():
+    model = _model(np.float32)
+    opt = optim.SGD((p for p in model.parameters()), lr=0.1)
+    assert len(opt.params) == 4
+
+
+@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam])
+def test_bad_arguments_raise_clear_errors(cls):
+    w = Tensor(np.zeros(3, dtype=np.float32), requires_grad=True)
+    with pytest.raises(ValueError, match=r"learning rate.*-0\.1"):
+        cls([w], lr=-0.1)
+    with pytest.raises(ValueError, match="empty parameter list"):
+        cls([], lr=0.1)
+    with pytest.raises(TypeError, match=r"parameter 1 .*requires_grad"):
+        cls([w, Tensor(np.zeros(3, dtype=np.float32))], lr=0.1)
+    with pytest.raises(TypeError, match="parameter 0"):
+        cls([np.zeros(3)], lr=0.1)
+    with pytest.raises(TypeError, match="iterable of Tensors"):
+        cls(w, lr=0.1)  # a lone Tensor, not a list of them
+    with pytest.raises(ValueError, match="weight_decay"):
+        cls([w], lr=0.1, weight_decay=-1.0)
+
+
+def test_non_leaf_tensor_is_rejected():
+    w = Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    with pytest.raises(ValueError, match="leaf"):
+        optim.SGD([w * 2], lr=0.1)
+
+
+def test_sgd_and_adam_specific_errors():
+    w = Tensor(np.zeros(3, dtype=np.float32), requires_grad=True)
+    with pytest.raises(ValueError, match="momentum"):
+        optim.SGD([w], lr=0.1, momentum=-0.5)
+    with pytest.raises(ValueError, match=r"betas.*1\.0"):
+        optim.Adam([w], betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="eps"):
+        optim.Adam([w], eps=-1e-8)
+
+
+def test_sgd_update_rule_by_hand():
+    w = Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    opt = optim.SGD([w], lr=0.5, momentum=0.9, weight_decay=0.1)
+    w.grad = np.array([0.2, 0.4])
+    opt.step()  # g = grad + 0.1 w = [0.3, 0.2]; buf = g
+    np.testing.assert_allclose(w.data, [1.0 - 0.15, -2.0 - 0.1])
+    w.grad = np.array([0.2, 0.4])
+    opt.step()  # g = [0.285, 0.19]; buf = 0.9 [0.3, 0.2] + g
+    np.testing.assert_allclose(w.data, [0.85 - 0.5 * 0.555, -2.1 - 0.5 * 0.37])
