@@ -29,15 +29,19 @@ class no_grad(contextlib.ContextDecorator):
     ...     y = model(x)
     """
 
+    def __init__(self):
+        # a stack, because one decorator instance is re-entered by recursive or nested calls
+        self._previous: list[bool] = []
+
     def __enter__(self):
         global _grad_enabled
-        self._previous = _grad_enabled
+        self._previous.append(_grad_enabled)
         _grad_enabled = False
         return self
 
     def __exit__(self, *exc):
         global _grad_enabled
-        _grad_enabled = self._previous
+        _grad_enabled = self._previous.pop()
         return False
 
 
@@ -263,6 +267,8 @@ class Tensor:
             for parent, pg in zip(node._parents, input_grads, strict=False):
                 if pg is None or not parent.requires_grad:
                     continue
+                # as PyTorch: a gradient has its tensor's dtype, even after a mixed-dtype op
+                pg = pg.astype(parent.dtype, copy=False)
                 key = id(parent)
                 grads[key] = pg if key not in grads else grads[key] + pg
 
@@ -460,6 +466,12 @@ class Tensor:
         """Merge axes start_dim..end_dim into one (`flatten(1)` keeps the batch axis)."""
         if self.ndim == 0:
             return self.reshape(1)
+        for name, dim in (("start_dim", start_dim), ("end_dim", end_dim)):
+            if not -self.ndim <= dim < self.ndim:
+                raise ValueError(
+                    f"flatten: {name} {dim} is out of range for a tensor of shape {self.shape} "
+                    f"(expected -{self.ndim} <= {name} < {self.ndim})"
+                )
         start, end = start_dim % self.ndim, end_dim % self.ndim
         if start > end:
             raise ValueError(
@@ -472,7 +484,8 @@ class Tensor:
     def transpose(self, *axes) -> Tensor:
         """Permute the axes (a NumPy permutation); no arguments reverses them."""
         axes = _axes_of(axes) or tuple(reversed(range(self.ndim)))
-        if sorted(a % max(self.ndim, 1) for a in axes) != list(range(self.ndim)):
+        in_range = all(-self.ndim <= a < self.ndim for a in axes)
+        if not in_range or sorted(a % self.ndim for a in axes) != list(range(self.ndim)):
             raise ValueError(
                 f"transpose: {axes} is not a permutation of the {self.ndim} axes of a tensor "
                 f"of shape {self.shape}"
