@@ -7,9 +7,10 @@
 array([4., 6.], dtype=float32)
 """
 
-from . import data, nn, optim
+from . import data, nn, optim, plots, train
 from .gradcheck import GradcheckError, gradcheck
 from .tensor import Tensor, is_grad_enabled, no_grad
+from .train import evaluate, fit
 
 __version__ = "0.1.0"
 
@@ -18,9 +19,13 @@ __all__ = [
     "Tensor",
     "__version__",
     "data",
+    "evaluate",
+    "fit",
     "gradcheck",
     "is_grad_enabled",
     "nn",
     "no_grad",
     "optim",
+    "plots",
+    "train",
 ]

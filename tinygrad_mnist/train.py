@@ -1,0 +1,426 @@
+"""Training and evaluation: `fit`, `evaluate`, the `History` of a run and its metrics.
+
+>>> from tinygrad_mnist import data, models, optim, train
+>>> mnist = data.load_sample()
+>>> x, y = data.preprocess(mnist.train_images, normalize=True), mnist.train_labels
+>>> xt, yt = data.preprocess(mnist.test_images, normalize=True), mnist.test_labels
+>>> model = models.build_model("seed-cnn")
+>>> history = train.fit(model, optim.Adam(model.parameters(), 3e-3), (x, y), (xt, yt))
+>>> print(f"{train.evaluate(model, xt, yt).accuracy:.2%}")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import nn
+from .data import batches
+from .optim import Optimizer
+from .tensor import Tensor, no_grad
+
+__all__ = [
+    "Evaluation",
+    "History",
+    "accuracy",
+    "confusion_matrix",
+    "constant_schedule",
+    "cosine_schedule",
+    "epoch_seed",
+    "evaluate",
+    "fit",
+    "predict",
+    "write_atomically",
+]
+
+NUM_CLASSES = 10
+
+# A learning-rate schedule maps (iteration done so far, total iterations) to a factor of the
+# optimizer's initial learning rate.
+Schedule = Callable[[int, int], float]
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """The fraction of `predictions` (N,) equal to `labels` (N,); nan when N = 0."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    return float(np.mean(predictions == labels)) if len(labels) else math.nan
+
+
+def confusion_matrix(
+    labels: np.ndarray, predictions: np.ndarray, num_classes: int = NUM_CLASSES
+) -> np.ndarray:
+    """Counts (num_classes, num_classes): row = true label, column = predicted label."""
+    labels = np.asarray(labels, dtype=np.intp)
+    predictions = np.asarray(predictions, dtype=np.intp)
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (labels, predictions), 1)
+    return counts
+
+
+@dataclass
+class Evaluation:
+    """A model's results on a labelled set.
+
+    accuracy and error_rate are fractions in [0, 1]; per_digit_error (10,) is the error rate
+    among the examples of each true digit (nan for a digit with no examples); confusion (10, 10)
+    counts examples by true label (row) and prediction (column); predictions (N,) are the
+    predicted digits, in the order of the inputs.
+    """
+
+    accuracy: float
+    error_rate: float
+    per_digit_error: np.ndarray
+    confusion: np.ndarray
+    predictions: np.ndarray
+
+    def __str__(self) -> str:
+        """The one-line summary the CLI prints: `test accuracy: 99.12% (error rate 0.88%)`."""
+        return (
+            f"test accuracy: {100 * self.accuracy:.2f}% "
+            f"(error rate {100 * self.error_rate:.2f}%)"
+        )
+
+
+def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """The predicted class (N,) of each input in x (N, ...), in batches, without a graph.
+
+    The model is put in eval mode for the call and returned to its previous mode afterwards.
+    """
+    x = np.asarray(x)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"predict: batch_size must be an integer, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            out = [
+                np.argmax(model(Tensor(x[start:start + batch_size])).data, axis=1)
+                for start in range(0, len(x), batch_size)
+            ]
+    finally:
+        model.train(was_training)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.intp)
+
+
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> Evaluation:
+    """Accuracy, error rate, per-digit error and confusion matrix of `model` on (x, y).
+
+    x (N, 1, 28, 28) float32 (preprocessed as for training), y (N,) integer labels 0-9.
+    Runs under `no_grad()` with the model in eval mode (its mode is restored afterwards).
+    """
+    y = np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"evaluate: x has {len(x)} examples but y has {len(y)} labels")
+    predictions = predict(model, x, batch_size)
+    confusion = confusion_matrix(y, predictions)
+    per_digit = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_digit_error = 1.0 - np.diag(confusion) / per_digit
+    acc = accuracy(predictions, y)
+    return Evaluation(
+        accuracy=acc,
+        error_rate=1.0 - acc,
+        per_digit_error=per_digit_error,
+        confusion=confusion,
+        predictions=predictions,
+    )
+
+
+# ---------------------------------------------------------------- history
+
+
+def write_atomically(path: str | os.PathLike, write: Callable, binary: bool = False) -> Path:
+    """Call write(file) on a temporary file next to `path`, then rename it over `path`.
+
+    The file gets the usual permissions (0666 minus the umask), not mkstemp's 0600.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", newline="" if not binary else None) as f:
+            write(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclass
+class History:
+    """What `fit` measured, one entry per evaluation point (all lists have the same length).
+
+    iteration: optimizer steps done so far; epoch: epochs done so far (fractional);
+    train_loss, train_error: mean loss and error rate on the training batches seen since the
+    previous evaluation point (so no extra forward passes are spent on them);
+    test_error, test_accuracy: on the test set (None when `fit` had no test set);
+    lr: the learning rate of the last step; seconds: wall time since `fit` started.
+    Rates are fractions in [0, 1].
+    """
+
+    iteration: list[int] = field(default_factory=list)
+    epoch: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_error: list[float] = field(default_factory=list)
+    test_error: list[float | None] = field(default_factory=list)
+    test_accuracy: list[float | None] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.iteration)
+
+    def append(self, **values) -> None:
+        """Add one evaluation point; every field must be given."""
+        names = [f.name for f in fields(self)]
+        if sorted(values) != sorted(names):
+            raise ValueError(f"History.append: expected the fields {names}, got {list(values)}")
+        for name in names:
+            getattr(self, name).append(values[name])
+
+    def to_dict(self) -> dict[str, list]:
+        """The columns as a dict of lists (field name -> values)."""
+        return {f.name: list(getattr(self, f.name)) for f in fields(self)}
+
+    def to_json(self, path: str | os.PathLike) -> Path:
+        """Write the columns as one JSON object of lists, atomically; returns the path."""
+        return write_atomically(path, lambda f: json.dump(self.to_dict(), f, indent=1))
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write one row per evaluation point (header = field names), atomically.
+
+        A missing test measurement is an empty cell.
+        """
+        columns = self.to_dict()
+
+        def write(f):
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            for row in zip(*columns.values(), strict=True):
+                writer.writerow(["" if v is None else repr(v) for v in row])
+
+        return write_atomically(path, write)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> History:
+        """Read a History written by `to_json`."""
+        columns = json.loads(Path(path).read_text())
+        return cls(**{f.name: list(columns[f.name]) for f in fields(cls)})
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike) -> History:
+        """Read a History written by `to_csv`."""
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        history = cls()
+        for row in rows:
+            history.append(
+                **{
+                    name: None if row[name] == "" else (int if name == "iteration" else float)(
+                        row[name]
+                    )
+                    for name in row
+                }
+            )
+        return history
+
+
+# ---------------------------------------------------------------- schedules
+
+
+def constant_schedule(iteration: int, total: int) -> float:
+    """Keep the initial learning rate: factor 1."""
+    return 1.0
+
+
+def cosine_schedule(iteration: int, total: int) -> float:
+    """Cosine decay from the initial learning rate to 0 over `total` steps.
+
+    factor = (1 + cos(pi * iteration / total)) / 2, so 1 at the first step, near 0 at the last.
+    """
+    return 0.5 * (1.0 + math.cos(math.pi * min(iteration, total) / max(total, 1)))
+
+
+SCHEDULES: dict[str, Schedule] = {"constant": constant_schedule, "cosine": cosine_schedule}
+
+
+# ---------------------------------------------------------------- fit
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffling seed of epoch `epoch` (0, 1, ...) in a run seeded with `seed`."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def _batch_stream(
+    x: np.ndarray, y: np.ndarray, batch_size: int, seed: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(epoch, x_batch, y_batch) forever, reshuffling each epoch with `epoch_seed(seed, epoch)`."""
+    epoch = 0
+    while True:
+        for xb, yb in batches(x, y, batch_size, shuffle=True, seed=epoch_seed(seed, epoch)):
+            yield epoch, xb, yb
+        epoch += 1
+
+
+def _check_pair(pair, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Unpack and check a (x, y) pair of arrays with matching first dimensions."""
+    try:
+        x, y = pair
+    except (TypeError, ValueError):
+        raise TypeError(f"fit: {name} must be an (x, y) pair of arrays") from None
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
+        raise ValueError(
+            f"fit: {name} must be x (N, ...) and labels y (N,), got shapes {x.shape} and {y.shape}"
+        )
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"fit: {name} labels must be integers, got dtype {y.dtype}")
+    if len(x) == 0:
+        raise ValueError(f"fit: {name} set is empty")
+    return x, y
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"fit: {name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def fit(
+    model: nn.Module,
+    optimizer: Optimizer,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray] | None = None,
+    epochs: int = 1,
+    iterations: int | None = None,
+    batch_size: int = 64,
+    eval_every: int | None = None,
+    loss_fn: Callable = nn.functional.nll_loss,
+    seed: int = 0,
+    progress: bool = True,
+    lr_schedule: str | Schedule | None = None,
+    test_subset: int | None = None,
+) -> History:
+    """Train `model` with `optimizer` on `train` = (x, y) and return the History of the run.
+
+    x (N, 1, 28, 28) float32 preprocessed images, y (N,) integer labels. Runs `epochs` passes
+    over the data in shuffled minibatches of `batch_size` (the last one of an epoch may be
+    smaller), or exactly `iterations` steps when given (then `epochs` is ignored). Each epoch's
+    order comes from `epoch_seed(seed, epoch)`, so the same seed and the same initial model give
+    the same History (model initialisation is seeded separately: `nn.init.manual_seed`).
+
+    Every `eval_every` steps (default: about 20 points per run) and always after the last step,
+    one History point is recorded: the mean loss and error rate of the training batches since
+    the previous point (no extra passes), and the error on `test` (x, y) when given, computed by
+    `evaluate`. With `test_subset` = k, intermediate points use a fixed random k examples of the
+    test set (cheaper); the last point always uses the whole test set.
+
+    `loss_fn(output, labels)` must return a one-element Tensor; the default expects the model
+    to output log-probabilities. `lr_schedule` ("constant", "cosine" or a function of
+    (iteration, total iterations) returning a factor) scales the optimizer's initial learning
+    rate before every step; None keeps it constant. `progress` shows a tqdm bar with the loss
+    and the running training accuracy.
+    """
+    x, y = _check_pair(train, "train")
+    test_pair = _check_pair(test, "test") if test is not None else None
+    batch_size = _positive_int(batch_size, "batch_size")
+    steps_per_epoch = math.ceil(len(x) / batch_size)
+    if iterations is not None:
+        total = _positive_int(iterations, "iterations")
+    else:
+        total = _positive_int(epochs, "epochs") * steps_per_epoch
+    if eval_every is None:
+        eval_every = max(1, round(total / 20))
+    eval_every = _positive_int(eval_every, "eval_every")
+    schedule = _schedule(lr_schedule)
+    subset = None
+    if test_pair is not None and test_subset is not None:
+        k = _positive_int(test_subset, "test_subset")
+        if k < len(test_pair[1]):
+            rng = np.random.default_rng(seed)
+            idx = np.sort(rng.choice(len(test_pair[1]), size=k, replace=False))
+            subset = (test_pair[0][idx], test_pair[1][idx])
+
+    history = History()
+    base_lr = optimizer.lr
+    model.train()
+    start = time.perf_counter()
+    loss_sum = errors = seen = 0.0
+    postfix: dict[str, str] = {}
+    bar = tqdm(total=total, disable=not progress, unit="step", dynamic_ncols=True, leave=True)
+    stream = _batch_stream(x, y, batch_size, seed)
+    try:
+        for step in range(1, total + 1):
+            epoch, xb, yb = next(stream)
+            optimizer.lr = base_lr * schedule(step - 1, total)
+            optimizer.zero_grad()
+            out = model(Tensor(xb))
+            loss = loss_fn(out, yb)
+            loss.backward()
+            optimizer.step()
+
+            n = len(yb)
+            loss_sum += float(loss.item()) * n
+            errors += float(np.sum(np.argmax(out.data, axis=1) != yb))
+            seen += n
+            bar.update(1)
+            if progress and (step % 10 == 0 or step == total):
+                postfix.update(loss=f"{loss_sum / seen:.3f}", acc=f"{1 - errors / seen:.2%}")
+                bar.set_postfix(postfix, refresh=False)
+
+            if step % eval_every == 0 or step == total:
+                point = test_pair if (step == total or subset is None) else subset
+                test_error = None
+                if point is not None:
+                    test_error = evaluate(model, *point).error_rate
+                history.append(
+                    iteration=step,
+                    epoch=step / steps_per_epoch,
+                    train_loss=loss_sum / seen,
+                    train_error=errors / seen,
+                    test_error=test_error,
+                    test_accuracy=None if test_error is None else 1.0 - test_error,
+                    lr=optimizer.lr,
+                    seconds=time.perf_counter() - start,
+                )
+                if test_error is not None:
+                    postfix["test_acc"] = f"{1 - test_error:.2%}"
+                loss_sum = errors = seen = 0.0
+    finally:
+        bar.close()
+    return history
+
+
+def _schedule(lr_schedule: str | Schedule | None) -> Schedule:
+    """The schedule function named or given by `lr_schedule` (None: constant)."""
+    if lr_schedule is None:
+        return constant_schedule
+    if isinstance(lr_schedule, str):
+        if lr_schedule not in SCHEDULES:
+            raise ValueError(
+                f"fit: unknown lr_schedule {lr_schedule!r}; expected one of {', '.join(SCHEDULES)} "
+                "or a function (iteration, total) -> factor"
+            )
+        return SCHEDULES[lr_schedule]
+    if not callable(lr_schedule):
+        raise TypeError(f"fit: lr_schedule must be a name or a function, got {lr_schedule!r}")
+    return lr_schedule
