@@ -7,7 +7,7 @@
 array([4., 6.], dtype=float32)
 """
 
-from . import data, nn, optim, plots, train
+from . import data, nn, optim, plots, train, viz
 from .gradcheck import GradcheckError, gradcheck
 from .tensor import Tensor, is_grad_enabled, no_grad
 from .train import evaluate, fit
@@ -28,4 +28,5 @@ __all__ = [
     "optim",
     "plots",
     "train",
+    "viz",
 ]
