@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -99,11 +100,11 @@ def _build_graph(nodes: list[Tensor]) -> _Graph:
     return _Graph(nodes, index, edges)
 
 
-def _too_many(limit: int, what: str) -> ValueError:
+def _too_many(what: str) -> ValueError:
     return ValueError(
-        f"draw_graph: the graph has more than max_nodes={limit} {what}; a drawing that big is "
-        "unreadable and slow. Draw a smaller example (fewer ops, e.g. one layer), pass "
-        "collapse=True (with params=model) to draw one node per layer, or raise max_nodes"
+        f"draw_graph: {what}; a drawing that big is unreadable and slow. Draw a smaller "
+        "example (fewer ops, e.g. one layer), pass collapse=True (with params=model) to "
+        "draw one node per layer, or raise max_nodes"
     )
 
 
@@ -182,9 +183,7 @@ def _short_repr(module: Module) -> str:
     """`Conv2d(1, 8, kernel_size=3)`: the layer's repr with square pairs and defaults folded."""
     if module._modules:
         return type(module).__name__
-    text = f"{type(module).__name__}({module.extra_repr()})"
-    for a in range(1, 100):
-        text = text.replace(f"({a}, {a})", str(a))
+    text = re.sub(r"\((\d+), \1\)", r"\1", f"{type(module).__name__}({module.extra_repr()})")
     for noise in _DEFAULT_NOISE:
         text = text.replace(noise, "")
     return text
@@ -207,14 +206,23 @@ def _module_calls(graph: _Graph, module_names: dict[int, str]) -> list[_Call]:
 
 
 def _call_members(graph: _Graph, out_pos: int, inputs) -> set[int]:
-    """Ancestors-or-equal of the output that are not ancestors-or-equal of the call's inputs."""
-    before = _ancestors(graph, inputs)
+    """Ancestors-or-equal of the output that are not ancestors-or-equal of the call's inputs.
+
+    Only tensors placed before the last input in the topological order can be ancestors of
+    the inputs, so the inputs' ancestors are collected only when such a tensor is met.
+    """
+    last_input = max((graph.index.get(id(t), -1) for t in inputs), default=-1)
+    before: set[int] | None = None
     members: set[int] = set()
     stack = [out_pos]
     while stack:
         i = stack.pop()
-        if i in members or i in before:
+        if i in members:
             continue
+        if i <= last_input:
+            before = _ancestors(graph, inputs) if before is None else before
+            if i in before:
+                continue
         members.add(i)
         stack.extend(graph.index[id(p)] for p in graph.nodes[i]._parents)
     return members
@@ -308,7 +316,7 @@ def _op_details(tensor: Tensor) -> str:
     return "  ".join(shown)
 
 
-def grad_summary(grad: np.ndarray) -> list[str]:
+def _grad_lines(grad: np.ndarray) -> list[str]:
     """Label lines for a gradient: `grad 0.5` for one element, else its L2 norm, largest
     magnitude and share of exact zeros: `grad norm N`, `absmax M  zeros Z%`."""
     if grad.size == 1:
@@ -391,7 +399,7 @@ def _tensor_node(key: str, tensor: Tensor, names, show_data: bool, show_grad: bo
         lines.append(f"data {_values(tensor.data)}")
     grad = tensor.grad if show_grad else None
     if grad is not None:
-        lines.extend(grad_summary(np.asarray(grad)))
+        lines.extend(_grad_lines(np.asarray(grad)))
     return _Node(
         key=key,
         lines=[line for line in lines if line],
@@ -407,7 +415,7 @@ def _module_node(key: str, call: _Call, output: Tensor, show_grad: bool) -> _Nod
     lines = [call.label, _shape_text(output)]
     grad = output.grad if show_grad else None
     if grad is not None:
-        lines.extend(grad_summary(np.asarray(grad)))
+        lines.extend(_grad_lines(np.asarray(grad)))
     return _Node(
         key=key,
         lines=lines,
@@ -607,7 +615,12 @@ def draw_graph(
     limit = max_nodes * 20 if collapse else max_nodes
     order = _topological(root, limit)
     if order is None:
-        raise _too_many(limit, "tensors")
+        raise _too_many(
+            f"the graph has more than max_nodes={max_nodes} tensors"
+            if not collapse
+            else f"the graph has more than {limit} tensors (20 x max_nodes={max_nodes} when "
+            "collapsing)"
+        )
     graph = _build_graph(order)
     names, module_names = _parameter_names(params), _module_names(params)
     calls = _module_calls(graph, module_names) if cluster_modules or collapse else []
@@ -615,7 +628,7 @@ def draw_graph(
     keys = _keys(graph, collapsed)
     nodes = _drawn_nodes(graph, keys, collapsed, names, show_data, show_grad)
     if len(nodes) > max_nodes:
-        raise _too_many(max_nodes, "nodes even after collapsing")
+        raise _too_many(f"even collapsed, the drawing has more than max_nodes={max_nodes} nodes")
     edges = _edges(graph, keys)
     target = _highlight_tensor(highlight, params)
     path = _reaching(graph, target) if target is not None else set()
