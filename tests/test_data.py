@@ -1,0 +1,621 @@
+"""Tests for tinygrad_mnist.data: IDX parsing, finding and downloading files, sample, batching.
+
+Downloads only ever talk to HTTP servers on 127.0.0.1 started here; the real-MNIST tests read
+../shared/data/mnist and skip when it is absent.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import re
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinygrad_mnist import data
+from tinygrad_mnist.data import (
+    MNIST,
+    DownloadError,
+    MNISTFormatError,
+    batches,
+    limit_per_digit,
+    load_mnist,
+    load_sample,
+    preprocess,
+)
+
+REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+needs_real_mnist = pytest.mark.skipif(
+    not (REAL_MNIST / "train-images-idx3-ubyte.gz").is_file(),
+    reason=f"real MNIST files not found at {REAL_MNIST}",
+)
+
+# ---------------------------------------------------------------- tiny IDX files
+
+
+def idx_images(images: np.ndarray, magic: int = 2051, count: int | None = None) -> bytes:
+    """IDX image bytes for uint8 images (N, rows, cols); header fields can be forced."""
+    n, rows, cols = images.shape
+    header = struct.pack(">IIII", magic, n if count is None else count, rows, cols)
+    return header + images.astype(np.uint8).tobytes()
+
+
+def idx_labels(labels: np.ndarray, magic: int = 2049, count: int | None = None) -> bytes:
+    """IDX label bytes for uint8 labels (N,); header fields can be forced."""
+    header = struct.pack(">II", magic, len(labels) if count is None else count)
+    return header + labels.astype(np.uint8).tobytes()
+
+
+def tiny_mnist(n_train: int = 20, n_test: int = 10, seed: int = 0) -> MNIST:
+    """A random MNIST-shaped data set with n_train / n_test examples."""
+    rng = np.random.default_rng(seed)
+    return MNIST(
+        rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        rng.integers(0, 10, n_train, dtype=np.uint8),
+        rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        rng.integers(0, 10, n_test, dtype=np.uint8),
+    )
+
+
+def mnist_files(mnist: MNIST) -> dict[str, bytes]:
+    """The four IDX files of ``mnist``, uncompressed, by name (no .gz)."""
+    return {
+        data.TRAIN_IMAGES: idx_images(mnist.train_images),
+        data.TRAIN_LABELS: idx_labels(mnist.train_labels),
+        data.TEST_IMAGES: idx_images(mnist.test_images),
+        data.TEST_LABELS: idx_labels(mnist.test_labels),
+    }
+
+
+def gz_files(mnist: MNIST) -> dict[str, bytes]:
+    """The four files gzipped, by name with .gz, as a mirror serves them."""
+    return {name + ".gz": gzip.compress(raw, mtime=0) for name, raw in mnist_files(mnist).items()}
+
+
+def write_folder(folder: Path, mnist: MNIST, gz: bool = True) -> Path:
+    """Write the four files of ``mnist`` into ``folder`` (gzipped or raw)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, raw in mnist_files(mnist).items():
+        if gz:
+            (folder / (name + ".gz")).write_bytes(gzip.compress(raw))
+        else:
+            (folder / name).write_bytes(raw)
+    return folder
+
+
+def assert_same(a: MNIST, b: MNIST) -> None:
+    for field in MNIST._fields:
+        x, y = getattr(a, field), getattr(b, field)
+        assert x.dtype == np.uint8, field
+        np.testing.assert_array_equal(x, y, err_msg=field)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the user's environment, cache or the real mirrors."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TINYGRAD_MNIST_DATA", raising=False)
+    monkeypatch.delenv("TINYGRAD_MNIST_MIRRORS", raising=False)
+    monkeypatch.setattr(data, "DEFAULT_MIRRORS", ())  # any use of the defaults fails loudly
+
+
+# ---------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gzip", "raw"])
+def test_parses_tiny_idx_files(tmp_path: Path, gz: bool) -> None:
+    mnist = tiny_mnist(n_train=7, n_test=3)
+    loaded = load_mnist(root=write_folder(tmp_path, mnist, gz=gz), download=False)
+    assert_same(loaded, mnist)
+    assert loaded.train_images.shape == (7, 28, 28) and loaded.test_labels.shape == (3,)
+    assert loaded.train_images.flags.writeable
+
+
+def test_accepts_mixed_gzip_and_raw_and_misnamed_gz(tmp_path: Path) -> None:
+    mnist = tiny_mnist()
+    files = mnist_files(mnist)
+    (tmp_path / data.TRAIN_IMAGES).write_bytes(files[data.TRAIN_IMAGES])
+    # A browser may have gunzipped the file but kept the .gz name: detection is by magic bytes.
+    (tmp_path / (data.TRAIN_LABELS + ".gz")).write_bytes(files[data.TRAIN_LABELS])
+    (tmp_path / (data.TEST_IMAGES + ".gz")).write_bytes(gzip.compress(files[data.TEST_IMAGES]))
+    (tmp_path / data.TEST_LABELS).write_bytes(gzip.compress(files[data.TEST_LABELS]))
+    assert_same(load_mnist(root=tmp_path, download=False), mnist)
+
+
+def test_accepts_empty_splits(tmp_path: Path) -> None:
+    loaded = load_mnist(root=write_folder(tmp_path, tiny_mnist(0, 0)), download=False)
+    assert loaded.train_images.shape == (0, 28, 28) and loaded.test_labels.shape == (0,)
+
+
+def _corrupt_cases() -> list:
+    imgs = np.zeros((4, 28, 28), np.uint8)
+    labels = np.arange(4, dtype=np.uint8)
+    good_gz = gzip.compress(idx_images(imgs))
+    return [
+        # (file to replace, its new bytes, a phrase the message must contain)
+        (data.TRAIN_IMAGES, idx_images(imgs, magic=2049), "wrong magic number 2049"),
+        (data.TRAIN_LABELS, idx_labels(labels, magic=2051), "wrong magic number 2051"),
+        (data.TEST_IMAGES, idx_images(imgs, magic=1234), "wrong magic number 1234"),
+        (data.TRAIN_IMAGES, idx_images(imgs)[:1000],
+         "expected 3136 bytes of pixel data from the header (4 images of 28x28), found 984"),
+        (data.TRAIN_IMAGES, idx_images(imgs) + b"\0", "found 3137"),
+        (data.TRAIN_IMAGES, idx_images(imgs)[:10], "truncated header"),
+        (data.TRAIN_LABELS, idx_labels(labels)[:5], "truncated header"),
+        (data.TRAIN_IMAGES, idx_images(imgs, count=5), "(5 images of 28x28)"),
+        (data.TRAIN_LABELS, idx_labels(labels, count=3), "expected 3 bytes of label data"),
+        (data.TRAIN_IMAGES, idx_images(np.zeros((4, 27, 28), np.uint8)), "27x28"),
+        (data.TRAIN_LABELS, idx_labels(np.array([1, 2, 10, 3])), "label 2 is 10"),
+        (data.TRAIN_IMAGES, b"\x1f\x8b" + b"not gzip at all" * 10, "not a valid gzip file"),
+        (data.TRAIN_IMAGES, good_gz[: len(good_gz) // 2], "not a valid gzip file"),
+        (data.TRAIN_IMAGES, b"", "truncated header"),
+    ]
+
+
+@pytest.mark.parametrize("name, content, phrase", _corrupt_cases())
+def test_corrupt_files_raise_format_error_naming_the_file(
+    tmp_path: Path, name: str, content: bytes, phrase: str
+) -> None:
+    mnist = MNIST(
+        np.zeros((4, 28, 28), np.uint8), np.arange(4, dtype=np.uint8),
+        np.zeros((4, 28, 28), np.uint8), np.arange(4, dtype=np.uint8),
+    )
+    write_folder(tmp_path, mnist, gz=False)
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(MNISTFormatError) as info:
+        load_mnist(root=tmp_path, download=False)
+    message = str(info.value)
+    assert str(tmp_path / name) in message
+    assert phrase in message
+    assert isinstance(info.value, ValueError)
+
+
+def test_image_and_label_counts_must_agree(tmp_path: Path) -> None:
+    mnist = tiny_mnist(n_train=6)
+    mnist = mnist._replace(train_labels=mnist.train_labels[:5])
+    write_folder(tmp_path, mnist)
+    with pytest.raises(MNISTFormatError, match="has 6 images but .* has 5 labels") as info:
+        load_mnist(root=tmp_path, download=False)
+    assert str(tmp_path / (data.TRAIN_IMAGES + ".gz")) in str(info.value)
+    assert str(tmp_path / (data.TRAIN_LABELS + ".gz")) in str(info.value)
+
+
+# ---------------------------------------------------------------- where files are looked for
+
+
+def test_root_then_env_then_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    in_root = write_folder(tmp_path / "root", tiny_mnist(1, 1, seed=1))
+    in_env = write_folder(tmp_path / "env", tiny_mnist(2, 2, seed=2))
+    write_folder(tmp_path / "xdg-cache" / "tinygrad_mnist", tiny_mnist(3, 3, seed=3))
+    assert len(load_mnist(download=False).train_images) == 3
+    monkeypatch.setenv("TINYGRAD_MNIST_DATA", str(in_env))
+    assert len(load_mnist(download=False).train_images) == 2
+    assert len(load_mnist(root=in_root, download=False).train_images) == 1
+    assert len(load_mnist(root=str(in_root), download=False).train_images) == 1
+
+
+def test_incomplete_folder_is_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "root", tiny_mnist(1, 1))
+    (root / (data.TEST_LABELS + ".gz")).unlink()
+    monkeypatch.setenv("TINYGRAD_MNIST_DATA", str(write_folder(tmp_path / "env", tiny_mnist(2, 2))))
+    assert len(load_mnist(root=root, download=False).train_images) == 2
+
+
+def test_cache_defaults_to_home_dot_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    write_folder(tmp_path / "home" / ".cache" / "tinygrad_mnist", tiny_mnist(4, 4))
+    assert len(load_mnist(download=False).train_images) == 4
+
+
+def test_missing_root_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nope"))):
+        load_mnist(root=tmp_path / "nope")
+
+
+def test_missing_files_without_download_says_where_it_looked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TINYGRAD_MNIST_DATA", str(tmp_path / "env"))
+    with pytest.raises(FileNotFoundError) as info:
+        load_mnist(root=tmp_path, download=False)
+    message = str(info.value)
+    for place in (tmp_path, tmp_path / "env", tmp_path / "xdg-cache" / "tinygrad_mnist"):
+        assert f"  {place}\n" in message
+    assert "train-images-idx3-ubyte" in message and "download=True" in message
+    assert list(tmp_path.iterdir()) == []  # nothing created, nothing downloaded
+
+
+# ---------------------------------------------------------------- downloading from local mirrors
+
+
+class Mirror:
+    """An HTTP server on 127.0.0.1 serving ``files``; ``mode`` = ok | 404 | truncate."""
+
+    def __init__(self, files: dict[str, bytes], mode: str = "ok") -> None:
+        self.files = files
+        self.mode = mode
+        self.requests: list[str] = []
+        mirror = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+                name = self.path.rsplit("/", 1)[-1]
+                mirror.requests.append(name)
+                body = mirror.files.get(name)
+                if body is None or mirror.mode == "404":
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                extra = 1000 if mirror.mode == "truncate" else 0
+                self.send_header("Content-Length", str(len(body) + extra))
+                self.end_headers()
+                self.wfile.write(body)
+                self.close_connection = True
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/mnist/"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def mirrors() -> Iterator:
+    """A factory for local mirrors, all shut down after the test."""
+    started: list[Mirror] = []
+
+    def start(files: dict[str, bytes], mode: str = "ok") -> Mirror:
+        started.append(Mirror(files, mode))
+        return started[-1]
+
+    yield start
+    for mirror in started:
+        mirror.close()
+
+
+@pytest.fixture
+def tiny(monkeypatch: pytest.MonkeyPatch) -> tuple[MNIST, dict[str, bytes]]:
+    """A tiny data set, its gzip files, and CHECKSUMS swapped for theirs."""
+    mnist = tiny_mnist()
+    files = gz_files(mnist)
+    checksums = {name: hashlib.sha256(body).hexdigest() for name, body in files.items()}
+    monkeypatch.setattr(data, "CHECKSUMS", checksums)
+    return mnist, files
+
+
+def dead_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens (connection refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/mnist/"
+
+
+def test_download_into_cache_then_reuse(tiny, mirrors, tmp_path: Path) -> None:
+    mnist, files = tiny
+    mirror = mirrors(files)
+    assert_same(load_mnist(mirrors=[mirror.url]), mnist)
+    cache = tmp_path / "xdg-cache" / "tinygrad_mnist"
+    assert sorted(p.name for p in cache.iterdir()) == sorted(files)
+    for name, body in files.items():
+        assert (cache / name).read_bytes() == body
+    assert sorted(mirror.requests) == sorted(files)
+    assert_same(load_mnist(mirrors=[dead_url()]), mnist)  # from the cache, no network
+    assert len(mirror.requests) == 4
+
+
+def test_download_into_root_and_only_missing_files(tiny, mirrors, tmp_path: Path) -> None:
+    mnist, files = tiny
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / (data.TRAIN_LABELS + ".gz")).write_bytes(files[data.TRAIN_LABELS + ".gz"])
+    mirror = mirrors(files)
+    assert_same(load_mnist(root=root, mirrors=[mirror.url.rstrip("/")]), mnist)
+    assert data.TRAIN_LABELS + ".gz" not in mirror.requests and len(mirror.requests) == 3
+    assert sorted(p.name for p in root.iterdir()) == sorted(files)
+    assert not (tmp_path / "xdg-cache").exists()
+
+
+def test_mirrors_from_environment(tiny, mirrors, monkeypatch: pytest.MonkeyPatch) -> None:
+    mnist, files = tiny
+    mirror = mirrors(files)
+    monkeypatch.setenv("TINYGRAD_MNIST_MIRRORS", f"{dead_url()}, {mirror.url}")
+    assert_same(load_mnist(), mnist)
+    assert len(mirror.requests) == 4
+
+
+def test_checksum_mismatch_falls_through_to_next_mirror(tiny, mirrors, tmp_path: Path) -> None:
+    mnist, files = tiny
+    wrong = {name: body[:-1] + bytes([body[-1] ^ 1]) for name, body in files.items()}
+    bad, good = mirrors(wrong), mirrors(files)
+    assert_same(load_mnist(mirrors=[bad.url, good.url]), mnist)
+    assert len(bad.requests) == 4 and len(good.requests) == 4
+    cache = tmp_path / "xdg-cache" / "tinygrad_mnist"
+    assert sorted(p.name for p in cache.iterdir()) == sorted(files)
+
+
+def test_all_mirrors_failing_lists_every_url(tiny, mirrors, tmp_path: Path) -> None:
+    _, files = tiny
+    wrong = {name: b"x" + body for name, body in files.items()}
+    urls = [dead_url(), mirrors(files, mode="404").url, mirrors(wrong).url]
+    with pytest.raises(DownloadError) as info:
+        load_mnist(root=tmp_path, mirrors=urls)
+    message = str(info.value)
+    assert isinstance(info.value, OSError)
+    first = data.TRAIN_IMAGES + ".gz"
+    for url in urls:
+        assert url + first in message
+    assert "HTTP 404" in message and "checksum mismatch" in message
+    assert re.search(r"refused|Errno", message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_transfer_leaves_nothing(tiny, mirrors, tmp_path: Path) -> None:
+    _, files = tiny
+    mirror = mirrors(files, mode="truncate")
+    with pytest.raises(DownloadError, match="truncated transfer"):
+        load_mnist(root=tmp_path, mirrors=[mirror.url])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_transfer_then_next_mirror(tiny, mirrors, tmp_path: Path) -> None:
+    mnist, files = tiny
+    urls = [mirrors(files, mode="truncate").url, mirrors(files).url]
+    assert_same(load_mnist(root=tmp_path, mirrors=urls), mnist)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files)
+
+
+def test_timeout_gives_up(tiny, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(data, "TIMEOUT", 0.2)
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        outcome: list[BaseException | None] = []
+
+        def attempt() -> None:
+            try:
+                load_mnist(root=tmp_path, mirrors=[url])
+                outcome.append(None)
+            except BaseException as e:
+                outcome.append(e)
+
+        worker = threading.Thread(target=attempt, daemon=True)
+        worker.start()
+        worker.join(timeout=10)  # fail rather than hang if the timeout is not applied
+        assert not worker.is_alive(), "load_mnist did not give up on a silent server"
+    assert isinstance(outcome[0], DownloadError) and "timed out" in str(outcome[0])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keyboard_interrupt_cleans_up(
+    tiny, mirrors, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    class InterruptedBar:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def __enter__(self) -> InterruptedBar:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def update(self, n: int) -> None:
+            raise KeyboardInterrupt
+
+    _, files = tiny
+    monkeypatch.setattr(data, "tqdm", InterruptedBar)
+    with pytest.raises(KeyboardInterrupt):
+        load_mnist(root=tmp_path, mirrors=[mirrors(files).url])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mirror_arguments_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="list of base URLs"):
+        load_mnist(root=tmp_path, mirrors="http://127.0.0.1/")
+    with pytest.raises(ValueError, match="empty"):
+        load_mnist(root=tmp_path, mirrors=[])
+
+
+def test_default_mirrors_are_https_and_skip_lecun(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.undo()  # the real module constants
+    assert len(data.DEFAULT_MIRRORS) >= 2
+    assert all(m.startswith("https://") and m.endswith("/") for m in data.DEFAULT_MIRRORS)
+    assert "yann.lecun.com" not in data.DEFAULT_MIRRORS[0]
+    assert data.CHECKSUMS[data.TRAIN_IMAGES + ".gz"].startswith("440fcabf")
+
+
+# ---------------------------------------------------------------- the real files
+
+
+@pytest.fixture(scope="module")
+def real_mnist() -> MNIST:
+    if not (REAL_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST files not found at {REAL_MNIST}")
+    return load_mnist(root=REAL_MNIST, download=False)
+
+
+@needs_real_mnist
+def test_real_mnist(real_mnist: MNIST) -> None:
+    assert real_mnist.train_images.shape == (60000, 28, 28)
+    assert real_mnist.train_labels.shape == (60000,)
+    assert real_mnist.test_images.shape == (10000, 28, 28)
+    assert real_mnist.test_labels.shape == (10000,)
+    assert all(a.dtype == np.uint8 for a in real_mnist)
+    train_counts = np.bincount(real_mnist.train_labels, minlength=10)
+    test_counts = np.bincount(real_mnist.test_labels, minlength=10)
+    assert train_counts.sum() == 60000 and test_counts.sum() == 10000
+    assert train_counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert test_counts.tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert real_mnist.train_images.max() == 255 and real_mnist.train_images.min() == 0
+
+
+@needs_real_mnist
+def test_real_checksums_match_the_table() -> None:
+    for name, sha256 in data.CHECKSUMS.items():
+        assert hashlib.sha256((REAL_MNIST / name).read_bytes()).hexdigest() == sha256, name
+
+
+@needs_real_mnist
+def test_sample_is_reproducible_from_real_mnist(real_mnist: MNIST) -> None:
+    sample = load_sample()
+    train = limit_per_digit(real_mnist.train_images, real_mnist.train_labels, 500, seed=0)
+    test = limit_per_digit(real_mnist.test_images, real_mnist.test_labels, 100, seed=0)
+    assert_same(sample, MNIST(*train, *test))
+
+
+# ---------------------------------------------------------------- the bundled sample
+
+
+def test_sample_shapes_dtypes_and_counts() -> None:
+    sample = load_sample()
+    assert isinstance(sample, MNIST)
+    assert sample.train_images.shape == (5000, 28, 28)
+    assert sample.train_labels.shape == (5000,)
+    assert sample.test_images.shape == (1000, 28, 28)
+    assert sample.test_labels.shape == (1000,)
+    assert all(a.dtype == np.uint8 for a in sample)
+    assert np.bincount(sample.train_labels, minlength=10).tolist() == [500] * 10
+    assert np.bincount(sample.test_labels, minlength=10).tolist() == [100] * 10
+    assert sample.train_images.max() == 255 and sample.train_images.min() == 0
+    assert 0.08 < sample.train_images.mean() / 255 < 0.2  # real digits: mostly background
+
+
+def test_sample_file_is_small_and_documented() -> None:
+    assert data.SAMPLE_PATH.stat().st_size < 2_000_000
+    readme = (data.SAMPLE_PATH.parent / "README.md").read_text()
+    assert "CC BY-SA 3.0" in readme and "LeCun" in readme and "seed=0" in readme
+
+
+# ---------------------------------------------------------------- limit_per_digit
+
+
+def test_limit_per_digit_counts_order_and_seed() -> None:
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 10, 500).astype(np.uint8)
+    images = np.arange(500)  # each "image" is its original index
+    picked, picked_labels = limit_per_digit(images, labels, 7)
+    assert np.bincount(picked_labels, minlength=10).max() == 7
+    assert np.all(np.diff(picked) > 0)  # original order kept
+    np.testing.assert_array_equal(labels[picked], picked_labels)
+    again, _ = limit_per_digit(images, labels, 7)
+    np.testing.assert_array_equal(picked, again)
+    other, _ = limit_per_digit(images, labels, 7, seed=1)
+    assert not np.array_equal(picked, other)
+
+
+def test_limit_per_digit_keeps_everything_of_rare_digits() -> None:
+    labels = np.array([0, 0, 0, 1, 2, 2], np.uint8)
+    images = np.zeros((6, 28, 28), np.uint8)
+    out_images, out_labels = limit_per_digit(images, labels, 2)
+    assert out_labels.tolist().count(0) == 2
+    assert out_labels.tolist().count(1) == 1 and out_labels.tolist().count(2) == 2
+    assert out_images.shape == (5, 28, 28)
+    assert len(limit_per_digit(images, labels, 100)[1]) == 6
+
+
+@pytest.mark.parametrize("n", [0, -1, 1.5, True])
+def test_limit_per_digit_rejects_bad_n(n) -> None:
+    with pytest.raises(ValueError, match="n must be"):
+        limit_per_digit(np.zeros((3, 28, 28)), np.zeros(3), n)
+
+
+def test_limit_per_digit_rejects_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match=r"\(3, 28, 28\).*\(4,\)"):
+        limit_per_digit(np.zeros((3, 28, 28)), np.zeros(4), 1)
+    with pytest.raises(ValueError, match="1-D"):
+        limit_per_digit(np.zeros((3, 28, 28)), np.zeros((3, 1)), 1)
+
+
+# ---------------------------------------------------------------- preprocess
+
+
+@pytest.mark.parametrize("shape", [(5, 28, 28), (5, 1, 28, 28), (5, 784)])
+def test_preprocess_shapes_and_scale(shape: tuple[int, ...]) -> None:
+    images = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    x = preprocess(images)
+    assert x.shape == (5, 1, 28, 28) and x.dtype == np.float32
+    np.testing.assert_allclose(x.ravel(), images.ravel() / 255.0, rtol=1e-6)
+    z = preprocess(images, normalize=True)
+    assert z.dtype == np.float32
+    np.testing.assert_allclose(z, (images.reshape(5, 1, 28, 28) / 255 - 0.1307) / 0.3081,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_preprocess_normalized_sample_is_roughly_standard() -> None:
+    z = preprocess(load_sample().train_images, normalize=True)
+    assert abs(z.mean()) < 0.1 and abs(z.std() - 1) < 0.1
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (5, 28, 27), (5, 3, 28, 28), (5, 783), (5,)])
+def test_preprocess_rejects_other_shapes(shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match=re.escape(str(shape))):
+        preprocess(np.zeros(shape, np.uint8))
+
+
+# ---------------------------------------------------------------- batches
+
+
+def test_batches_in_order_without_shuffle() -> None:
+    x, y = np.arange(10).reshape(10, 1) * 10, np.arange(10)
+    got = list(batches(x, y, 4, shuffle=False))
+    assert [b[1].tolist() for b in got] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert all(np.array_equal(bx[:, 0], by * 10) for bx, by in got)
+    assert [len(b[1]) for b in batches(x, y, 4, shuffle=False, drop_last=True)] == [4, 4]
+
+
+def test_batches_shuffle_is_seeded_and_pairs_stay_together() -> None:
+    x, y = np.arange(100) * 2, np.arange(100)
+    first = [by.tolist() for _, by in batches(x, y, 32, seed=3)]
+    assert first == [by.tolist() for _, by in batches(x, y, 32, seed=3)]
+    assert first != [by.tolist() for _, by in batches(x, y, 32, seed=4)]
+    assert sum(first, []) != list(range(100))
+    assert all(np.array_equal(bx, by * 2) for bx, by in batches(x, y, 32, seed=3))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(0, 60),
+    batch_size=st.integers(1, 70),
+    shuffle=st.booleans(),
+    drop_last=st.booleans(),
+)
+def test_batches_cover_each_example_once(
+    n: int, batch_size: int, shuffle: bool, drop_last: bool
+) -> None:
+    y = np.arange(n)
+    got = [by for _, by in batches(y * 3, y, batch_size, shuffle=shuffle, seed=0,
+                                   drop_last=drop_last)]
+    assert all(len(b) == batch_size for b in got[:-1])
+    seen = np.concatenate(got) if got else np.zeros(0, int)
+    if drop_last:
+        assert len(seen) == n - n % batch_size and all(len(b) == batch_size for b in got)
+    else:
+        assert sorted(seen.tolist()) == list(range(n))
+
+
+@pytest.mark.parametrize("batch_size", [0, -3, 2.0, True, None])
+def test_batches_rejects_bad_batch_size_when_called(batch_size) -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        batches(np.zeros(4), np.zeros(4), batch_size)  # no iteration needed
+
+
+def test_batches_rejects_length_mismatch_when_called() -> None:
+    with pytest.raises(ValueError, match=r"\(4,\).*\(5,\)"):
+        batches(np.zeros(4), np.zeros(5), 2)
