@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,7 +85,7 @@ class Dot:
         return [attrs for x, y, attrs in self.edges if (x, y) == (a, b)]
 
     def cluster_labels(self) -> dict[str, str]:
-        return {name: c["attrs"].get("label") for name, c in self.clusters.items()}
+        return {name: c["attrs"]["label"].strip() for name, c in self.clusters.items()}
 
     def cluster_of(self, node: str) -> str | None:
         return self.nodes[node]["cluster"]
@@ -204,6 +205,14 @@ def test_retained_intermediate_gradient_is_shown():
                dot.title(n) == "Mul (*)")
     assert dot.lines(mul)[-1] == f"grad {b.grad.item():.4g}"
     assert dot.title(dot.find("constant")) == "constant"
+
+
+def test_named_intermediates_show_their_name():
+    a = Tensor(2.0, requires_grad=True, name="a")
+    e = a * a
+    e.name = "e"
+    dot = dot_of(e.exp())
+    assert dot.lines(dot.find("e = Mul (*)")) == ["e = Mul (*)", "scalar", "data 4"]
 
 
 def test_show_data_and_show_grad_can_be_switched_off():
@@ -384,7 +393,7 @@ def test_nested_modules_give_nested_boxes():
     net = Net()
     loss = net(Tensor(np.ones((2, 4), dtype=np.float32))).sum()
     dot = dot_of(loss, params=net, cluster_modules=True)
-    by_label = {c["attrs"]["label"]: name for name, c in dot.clusters.items()}
+    by_label = {label: name for name, label in dot.cluster_labels().items()}
     assert set(by_label) == {
         "block: Block", "block.body: Sequential", "block.body.0: Linear(4, 3)",
         "block.body.1: ReLU()", "block.head: Linear(3, 2)",
@@ -580,6 +589,24 @@ def test_digraph_displays_inline_in_jupyter():
     if HAS_DOT:
         bundle = graph._repr_mimebundle_()
         assert ET.fromstring(bundle["image/svg+xml"]).tag.endswith("svg")
+
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "visualisation.md"
+
+
+@needs_dot
+@pytest.mark.skipif(not DOC.is_file(), reason="docs/visualisation.md is not there")
+def test_doc_snippets_make_their_pictures(tmp_path, monkeypatch):
+    """The Python blocks of docs/visualisation.md that write a picture run as shown."""
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    snippets = [b for b in blocks if "docs/images/" in b]
+    assert len(snippets) >= 2
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs" / "images").mkdir(parents=True)
+    for code in snippets:
+        exec(compile(code, str(DOC), "exec"), {})
+    written = sorted(p.name for p in (tmp_path / "docs" / "images").iterdir())
+    assert written == ["lenet-cnn-highlight.png", "scalar-after.png", "scalar-before.png"]
 
 
 # ---------------------------------------------------------------- the `graph` command

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -389,6 +389,7 @@ def _tensor_node(key: str, tensor: Tensor, names, show_data: bool, show_grad: bo
         title = tensor._op.name
         symbol = _SYMBOLS.get(title)
         heading = f"{title} ({symbol})" if symbol else title
+        heading = f"{tensor.name} = {heading}" if tensor.name else heading
         lines = [heading, _op_details(tensor), _shape_text(tensor)]
         kind = "op"
     else:
@@ -706,7 +707,8 @@ def _edge_attrs(edge: _Edge, lit: set[str]) -> dict[str, str]:
 def _new_box(k: int, call: _Call) -> graphviz.Digraph:
     box = graphviz.Digraph(name=f"cluster_{k}")
     box.attr(
-        label=graphviz.nohtml(call.label),
+        # spaces: dot underestimates the label's width, and the rounded corners clip it
+        label=graphviz.nohtml(f"  {call.label}  "),
         style="rounded,dashed",
         color="#7c6fc4",
         fontcolor="#4b3f99",
@@ -745,12 +747,17 @@ def render(graph: graphviz.Digraph, path: str | os.PathLike) -> Path:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    """Write to a fresh hidden name in the same folder, then rename over `path`.
+
+    The temporary file is opened with `open(..., "xb")` rather than `mkstemp`, so the picture
+    gets the usual permissions (umask) instead of mkstemp's owner-only 0600.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
