@@ -404,10 +404,10 @@ def cmd_graph(args: argparse.Namespace) -> int:
     model = build_model(args.model)
     loss = nn.functional.nll_loss(model(Tensor(x)), y)
     loss.backward()
-    graph = viz.draw_graph(loss, params=model, cluster_modules=True, collapse=args.collapse)
     try:
+        graph = viz.draw_graph(loss, params=model, cluster_modules=True, collapse=args.collapse)
         path = viz.render(graph, out)
-    except (OSError, RuntimeError) as err:
+    except (OSError, RuntimeError, ValueError) as err:
         raise CommandError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
     print(f"wrote {path}")
     return 0
