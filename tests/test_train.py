@@ -129,6 +129,7 @@ def test_fit_without_test_set(small):
     history = train.fit(model, optim.SGD(model.parameters(), 0.05), small[0], iterations=3,
                         progress=False)
     assert history.test_error == [None, None, None]
+    assert history.final is None
     assert history.test_accuracy == [None, None, None]
 
 
@@ -152,8 +153,9 @@ def test_fit_cosine_schedule_and_custom_loss(small):
 def test_fit_test_subset_uses_full_test_set_at_the_end(small):
     model, history = _fit(small, iterations=4, eval_every=2, test_subset=30)
     assert history.test_error[0] * 30 == pytest.approx(round(history.test_error[0] * 30))
-    full = train.evaluate(model, *small[1]).error_rate
-    assert history.test_error[-1] == pytest.approx(full)
+    full = train.evaluate(model, *small[1])
+    assert history.test_error[-1] == pytest.approx(full.error_rate)
+    np.testing.assert_array_equal(history.final.confusion, full.confusion)
 
 
 def test_fit_shows_a_progress_bar(small, capsys):

@@ -173,7 +173,8 @@ class History:
     previous evaluation point (so no extra forward passes are spent on them);
     test_error, test_accuracy: on the test set (None when `fit` had no test set);
     lr: the learning rate of the last step; seconds: wall time since `fit` started.
-    Rates are fractions in [0, 1].
+    Rates are fractions in [0, 1]. `final` is the `Evaluation` of the last point that used the
+    whole test set (at the end of a run with a test set, the trained model's), else None.
     """
 
     iteration: list[int] = field(default_factory=list)
@@ -184,13 +185,20 @@ class History:
     test_accuracy: list[float | None] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    # the full `Evaluation` behind the last test point (not a column, not saved to files)
+    final: Evaluation | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        """The names of the per-point lists, in file order."""
+        return [f.name for f in fields(cls) if f.name != "final"]
 
     def __len__(self) -> int:
         return len(self.iteration)
 
     def append(self, **values) -> None:
         """Add one evaluation point; every field must be given."""
-        names = [f.name for f in fields(self)]
+        names = self.columns()
         if sorted(values) != sorted(names):
             raise ValueError(f"History.append: expected the fields {names}, got {list(values)}")
         for name in names:
@@ -198,7 +206,7 @@ class History:
 
     def to_dict(self) -> dict[str, list]:
         """The columns as a dict of lists (field name -> values)."""
-        return {f.name: list(getattr(self, f.name)) for f in fields(self)}
+        return {name: list(getattr(self, name)) for name in self.columns()}
 
     def to_json(self, path: str | os.PathLike) -> Path:
         """Write the columns as one JSON object of lists, atomically; returns the path."""
@@ -223,7 +231,7 @@ class History:
     def from_json(cls, path: str | os.PathLike) -> History:
         """Read a History written by `to_json`."""
         columns = json.loads(Path(path).read_text())
-        return cls(**{f.name: list(columns[f.name]) for f in fields(cls)})
+        return cls(**{name: list(columns[name]) for name in cls.columns()})
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike) -> History:
@@ -391,7 +399,10 @@ def fit(
                 point = test_pair if (step == total or subset is None) else subset
                 test_error = None
                 if point is not None:
-                    test_error = evaluate(model, *point).error_rate
+                    result = evaluate(model, *point)
+                    test_error = result.error_rate
+                    if point is test_pair:
+                        history.final = result
                 history.append(
                     iteration=step,
                     epoch=step / steps_per_epoch,
