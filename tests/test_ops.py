@@ -77,12 +77,27 @@ UNARY = [
     case("pow-0.5", [(3, 4)], lambda a: a**0.5, **POSITIVE),
     case("pow--1", [(3, 4)], lambda a: a**-1, **POSITIVE),
     case("pow-1.5", [(3, 4)], lambda a: a**1.5, **POSITIVE),
+    case(
+        "pow-0-at-zero",
+        None,
+        lambda a: a**0,
+        values=[np.array([0.0, 1.5, -2.0])],
+        finite_differences=False,
+    ),
     case("exp", [(3, 4)], lambda a: a.exp()),
     case("exp-0d", [()], lambda a: a.exp()),
     case("log", [(3, 4)], lambda a: a.log(), **POSITIVE),
     case("sqrt", [(3, 4)], lambda a: a.sqrt(), **POSITIVE),
     case("relu", [(3, 4)], lambda a: a.relu()),
     case("relu-3d", [(2, 3, 4)], lambda a: a.relu()),
+    # at exactly 0 the gradient is 0, as in PyTorch (a kink: no finite differences)
+    case(
+        "relu-at-zero",
+        None,
+        lambda a: a.relu(),
+        values=[np.array([-1.0, 0.0, 2.0])],
+        finite_differences=False,
+    ),
     case("sigmoid", [(3, 4)], lambda a: a.sigmoid()),
     case("sigmoid-wide", [(3, 4)], lambda a: a.sigmoid(), low=-30.0, high=30.0),
     case("tanh", [(3, 4)], lambda a: a.tanh()),
@@ -239,6 +254,13 @@ MOVEMENT = [
         lambda a: a[Tensor(IDX)],
     ),
     case(
+        "getitem-tensor-in-tuple",
+        [(4, 3)],
+        lambda a: a[torch.tensor(IDX), 1],
+        lambda a: a[Tensor(IDX), 1],
+    ),
+    case("getitem-bool-tensor-mask", [(3, 4)], lambda a: a[a > 0]),
+    case(
         "getitem-bool-mask",
         [(3, 4)],
         lambda a: a[:, torch.tensor([True, False, True, True])],
@@ -293,6 +315,9 @@ def conv_no_bias(stride=1, padding=0):
     )
 
 
+W = np.random.default_rng(1).normal(size=(3, 2, 3, 3))
+X = np.random.default_rng(2).normal(size=(2, 2, 6, 6))
+
 CONV = [
     case("conv-basic", [(2, 3, 6, 6), (4, 3, 3, 3), (4,)], *conv()),
     case("conv-stride2", [(2, 3, 7, 7), (4, 3, 3, 3), (4,)], *conv(stride=2)),
@@ -307,6 +332,26 @@ CONV = [
     case("conv-one-channel", [(3, 1, 6, 6), (5, 1, 3, 3), (5,)], *conv()),
     case("conv-1x1", [(2, 4, 3, 3), (2, 4, 1, 1), (2,)], *conv()),
     case("conv-full-kernel", [(2, 2, 4, 4), (3, 2, 4, 4), (3,)], *conv()),
+    case(
+        "conv-constant-weight",
+        [(2, 2, 5, 5)],
+        lambda x: F.conv2d(x, torch.tensor(W)),
+        lambda x: x.conv2d(W),
+        float32=False,  # a float64 constant weight promotes the output, as in NumPy
+    ),
+    case(
+        "conv-constant-input",
+        [(3, 2, 3, 3), (3,)],
+        lambda w, b: F.conv2d(torch.tensor(X), w, b, stride=2),
+        lambda w, b: Tensor(X).conv2d(w, b, stride=2),
+        float32=False,
+    ),
+    case(
+        "conv-non-contiguous-input",
+        [(2, 2, 5, 6), (3, 2, 3, 3)],
+        lambda x, w: F.conv2d(x.transpose(2, 3), w, padding=1),
+        lambda x, w: x.transpose(0, 1, 3, 2).conv2d(w, padding=1),
+    ),
     case(
         "conv-then-relu-pool",
         [(2, 1, 8, 8), (2, 1, 3, 3), (2,)],
@@ -340,6 +385,18 @@ POOL = [
     case("pool-pairs", [(2, 2, 7, 8)], *pool((3, 2), (2, 1))),
     case("pool-default", [(2, 2, 4, 4)], lambda x: F.max_pool2d(x, 2), lambda x: x.max_pool2d()),
     case("pool-whole", [(2, 2, 3, 3)], *pool(3)),
+    case(
+        "pool-non-contiguous",
+        [(2, 2, 8, 7)],
+        lambda x: F.max_pool2d(x[:, :, ::2].transpose(2, 3), 2),
+        lambda x: x[:, :, ::2].transpose(0, 1, 3, 2).max_pool2d(2),
+    ),
+    case(
+        "pool-overlap-non-contiguous",
+        [(2, 2, 7, 7)],
+        lambda x: F.max_pool2d(x.transpose(2, 3), 3, 2),
+        lambda x: x.transpose(0, 1, 3, 2).max_pool2d(3, 2),
+    ),
 ]
 
 

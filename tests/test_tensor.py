@@ -134,6 +134,24 @@ def test_repr():
     assert repr(a * 2) == "tensor([2., 4.], grad_fn=<Mul>)"
 
 
+def test_bool_of_one_element_tensors_and_ambiguity():
+    assert bool(Tensor(0.0)) is False and bool(Tensor([2.0])) is True
+    assert bool(Tensor(np.array([[1]]))) is True
+    with pytest.raises(ValueError, match=r"bool: .*\(3,\) is ambiguous"):
+        bool(Tensor([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match="ambiguous"):
+        bool(Tensor(np.zeros(0)))
+
+
+def test_ndarray_on_the_left_defers_to_tensor():
+    a = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    m = np.arange(6.0).reshape(2, 3)
+    out = (np.full(3, 2.0) * a + np.ones(3) - np.ones(3) / a).sum() + (m @ a).sum()
+    assert isinstance(out, Tensor)
+    out.backward()
+    np.testing.assert_allclose(a.grad, 2.0 + 1 / a.data**2 + m.sum(axis=0))
+
+
 # ---------------------------------------------------------------- comparisons
 
 COMPARISONS = {

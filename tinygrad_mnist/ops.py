@@ -105,6 +105,8 @@ class Pow(Op):
 
     def backward(self, grad):
         p = self.exponent
+        if p == 0:  # x**0 is constant; p * x**-1 would give 0 * inf = nan at x = 0
+            return (np.zeros_like(grad),)
         return (grad * (p * self.x ** (p - 1)),)
 
 

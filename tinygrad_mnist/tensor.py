@@ -206,6 +206,14 @@ class Tensor:
             return self.data
         return self.data.astype(dtype, copy=bool(copy))
 
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise ValueError(
+                f"bool: the truth value of a tensor of shape {self.shape} is ambiguous; "
+                "expected a one-element tensor (use .any() or .all() on .data)"
+            )
+        return bool(self.data.item())
+
     def __len__(self) -> int:
         if self.data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
