@@ -228,6 +228,7 @@ MOVEMENT = [
         lambda a: a[torch.tensor([0, 2])],
         lambda a: a[np.array([0, 2])],
     ),
+    case("getitem-negative-step", [(4, 3)], None, lambda a: a[::-2, ::-1]),
     case("getitem-list-repeated", [(4, 3)], lambda a: a[[0, 0, 1, 0]]),
     case(
         "getitem-array-repeated",
@@ -385,6 +386,21 @@ POOL = [
     case("pool-pairs", [(2, 2, 7, 8)], *pool((3, 2), (2, 1))),
     case("pool-default", [(2, 2, 4, 4)], lambda x: F.max_pool2d(x, 2), lambda x: x.max_pool2d()),
     case("pool-whole", [(2, 2, 3, 3)], *pool(3)),
+    # ties: the whole gradient goes to the first maximum of each window, as in PyTorch
+    case(
+        "pool-ties",
+        None,
+        *pool(2),
+        values=[np.array([[[[1.0, 1.0, 0.0, 2.0], [1.0, 1.0, 2.0, 2.0]]]])],
+        finite_differences=False,
+    ),
+    case(
+        "pool-ties-overlap",
+        None,
+        *pool(3, 2),
+        values=[np.ones((1, 1, 5, 5))],
+        finite_differences=False,
+    ),
     case(
         "pool-non-contiguous",
         [(2, 2, 8, 7)],
