@@ -1,0 +1,64 @@
+"""Smoke tests: the side-by-side benchmark runs for a couple of steps, so it cannot rot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_vs_torch.py"
+
+
+def run_bench(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_table_against_torch():
+    pytest.importorskip("torch")
+    out = run_bench("--iterations", "2", "--quick", "--models", "seed-cnn")
+    assert "ours/torch" in out
+    assert "seed-cnn   train" in out and "inference" in out
+
+
+def test_json_ours_only_with_memory():
+    out = run_bench(
+        "--iterations", "2", "--quick", "--no-torch", "--json", "--models", "seed-cnn",
+        "--memory-steps", "1",
+    )
+    result = json.loads(out)
+    modes = [(r["model"], r["mode"], r["batch"]) for r in result["results"]]
+    assert modes == [("seed-cnn", "train", 64), ("seed-cnn", "inference", 100)]
+    assert all(r["ours_img_s"] > 0 for r in result["results"])
+    assert result["machine"]["cpus"] >= 1
+
+
+def test_same_model_on_both_sides():
+    """Both sides start from the same weights, so their outputs agree (float32 tolerance)."""
+    pytest.importorskip("torch")
+    out = run_bench("--iterations", "2", "--quick", "--json", "--models", "lenet-cnn",
+                    "--no-memory")
+    for row in json.loads(out)["results"]:
+        assert row["max_output_diff"] < 1e-4, row
+        assert row["ratio"] > 0
+
+
+def test_memory_child_reports_peak():
+    out = run_bench("--memory-child", "ours", "seed-cnn", "8", "1")
+    child = json.loads(out.strip().splitlines()[-1])
+    assert child["peak_rss_mib"] >= child["rss_before_train_mib"] > 0
+
+
+def test_profile_lists_ops_forward_and_backward():
+    out = run_bench("--profile", "--iterations", "2", "--quick", "--no-torch", "--json",
+                    "--models", "seed-cnn")
+    prof = json.loads(out)["profiles"][0]
+    passes = {(r["op"].split()[0], r["pass"]) for r in prof["ops"]}
+    assert {("Conv2d", "forward"), ("Conv2d", "backward"), ("MaxPool2d", "backward")} <= passes
+    assert prof["phases"]["step"] > 0
