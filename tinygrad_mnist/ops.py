@@ -114,11 +114,12 @@ class ReLU(Op):
     """max(x, 0).   d/dx = 1 where x > 0, else 0"""
 
     def forward(self, x):
-        self.mask = x > 0
-        return np.where(self.mask, x, x.dtype.type(0))
+        # one pass that keeps x's memory layout (np.where would make it C-contiguous)
+        self.out = np.maximum(x, x.dtype.type(0))
+        return self.out
 
     def backward(self, grad):
-        return (grad * self.mask,)
+        return (grad * (self.out > 0),)
 
 
 class Sigmoid(Op):
@@ -377,28 +378,33 @@ def _windows(x: np.ndarray, kh: int, kw: int, sh: int, sw: int) -> np.ndarray:
 class Conv2d(Op):
     """Cross-correlation of x (N, C, H, W) with weight (O, C, kh, kw), plus bias (O,).
 
-    Forward is im2col + one GEMM: every window becomes a row of `cols` (N*OH*OW, C*kh*kw), and
-    out = cols @ weight^T. Backward is two GEMMs: d/dweight = grad^T @ cols and
-    d/dcols = grad @ weight,
-    and col2im adds each kernel offset's slice of d/dcols back into the (padded) input.
+    Forward is im2col + one GEMM, channels-last: every window becomes a row of `cols`
+    (N*OH*OW, kh*kw*C), and out = cols @ W^T with W the weight as (O, kh*kw*C).
+    Backward is two GEMMs: d/dW = grad^T @ cols and d/dcols = grad @ W, and col2im adds each
+    kernel offset's slice of d/dcols back into the (padded) input.
     """
 
     def forward(self, x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
         (sh, sw), (ph, pw) = stride, padding
         o, c, kh, kw = weight.shape
+        # channels-last (N, H, W, C): a window's patch is then kh*kw runs of C adjacent numbers,
+        # and when x is the NCHW view of a previous conv's output this is its memory order
+        x = x.transpose(0, 2, 3, 1)
         if ph or pw:
-            x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-        n, _, hp, wp = x.shape
+            x = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+        n, hp, wp, _ = x.shape
         oh, ow = (hp - kh) // sh + 1, (wp - kw) // sw + 1
-        # windows ordered (N, OH, OW, C, kh, kw) so each output pixel's patch is one row
-        win = _windows(x, kh, kw, sh, sw).transpose(0, 2, 3, 1, 4, 5)
-        cols = win.reshape(n * oh * ow, c * kh * kw)
-        w2 = weight.reshape(o, c * kh * kw)
+        s0, s1, s2, s3 = x.strides
+        windows = as_strided(
+            x, (n, oh, ow, kh, kw, c), (s0, s1 * sh, s2 * sw, s1, s2, s3), writeable=False
+        )
+        cols = windows.reshape(n * oh * ow, kh * kw * c)  # the one copy: im2col
+        w2 = weight.transpose(0, 2, 3, 1).reshape(o, kh * kw * c)
         out = cols @ w2.T
         if bias is not None:
             out += bias
         self.cols = cols if self.needs_input_grad[1] else None
-        self.weight = weight
+        self.w2 = w2
         self.geometry = (n, c, hp, wp, oh, ow, kh, kw, sh, sw, ph, pw)
         self.has_bias = bias is not None
         # memory stays NHWC (cheap for the next GEMM); the view is NCHW as the API promises
@@ -406,22 +412,23 @@ class Conv2d(Op):
 
     def backward(self, grad):
         n, c, hp, wp, oh, ow, kh, kw, sh, sw, ph, pw = self.geometry
-        o = self.weight.shape[0]
+        o = self.w2.shape[0]
+        # a free reshape when grad is channels-last in memory, as the ops here produce it
         g2 = grad.transpose(0, 2, 3, 1).reshape(n * oh * ow, o)
         grad_x = grad_w = grad_b = None
         if self.needs_input_grad[1]:
-            grad_w = (g2.T @ self.cols).reshape(self.weight.shape)
+            # (cols^T @ g2)^T, not g2^T @ cols: OpenBLAS can be 20x slower on the latter layout
+            gw = (self.cols.T @ g2).T
+            grad_w = gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
         if self.has_bias and self.needs_input_grad[2]:
             grad_b = g2.sum(axis=0)
         if self.needs_input_grad[0]:
-            gcols = (g2 @ self.weight.reshape(o, -1)).reshape(n, oh, ow, c, kh, kw)
-            gx = np.zeros((n, c, hp, wp), dtype=grad.dtype)
+            gcols = (g2 @ self.w2).reshape(n, oh, ow, kh, kw, c)
+            gx = np.zeros((n, hp, wp, c), dtype=grad.dtype)
             for i in range(kh):
                 for j in range(kw):
-                    gx[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += gcols[
-                        :, :, :, :, i, j
-                    ].transpose(0, 3, 1, 2)
-            grad_x = gx[:, :, ph : hp - ph, pw : wp - pw]
+                    gx[:, i : i + sh * oh : sh, j : j + sw * ow : sw] += gcols[:, :, :, i, j]
+            grad_x = gx[:, ph : hp - ph, pw : wp - pw].transpose(0, 3, 1, 2)
         return grad_x, grad_w, grad_b
 
 
@@ -438,29 +445,55 @@ class MaxPool2d(Op):
         self.geometry = (n, c, h, w, oh, ow, kh, kw, sh, sw)
         self.dtype = x.dtype
         if (kh, kw) == (sh, sw):
-            # non-overlapping windows: a reshape instead of a strided view
-            tiles = x[:, :, : oh * kh, : ow * kw].reshape(n, c, oh, kh, ow, kw)
-            flat = tiles.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, oh, ow, kh * kw)
-        else:
-            flat = _windows(x, kh, kw, sh, sw).reshape(n, c, oh, ow, kh * kw)
+            # non-overlapping windows: split H into (OH, kh) and W into (OW, kw), a view in any
+            # memory layout; the max is then an elementwise max over the kh*kw offsets
+            self.x = x
+            tiles = _tiles(x, oh, ow, kh, kw)
+            out = tiles[:, :, :, 0, :, 0].copy(order="K")
+            for i in range(kh):
+                for j in range(kw):
+                    if i or j:
+                        np.maximum(out, tiles[:, :, :, i, :, j], out=out)
+            self.out = out
+            return out
+        flat = _windows(x, kh, kw, sh, sw).reshape(n, c, oh, ow, kh * kw)
         self.argmax = flat.argmax(axis=-1)[..., None]
         return np.take_along_axis(flat, self.argmax, axis=-1)[..., 0]
 
     def backward(self, grad):
         n, c, h, w, oh, ow, kh, kw, sh, sw = self.geometry
-        gx = np.zeros((n, c, h, w), dtype=grad.dtype)
         if (kh, kw) == (sh, sw):
-            flat = np.zeros((n, c, oh, ow, kh * kw), dtype=grad.dtype)
-            np.put_along_axis(flat, self.argmax, grad[..., None], axis=-1)
-            tiles = flat.reshape(n, c, oh, ow, kh, kw).transpose(0, 1, 2, 4, 3, 5)
-            gx[:, :, : oh * kh, : ow * kw] = tiles.reshape(n, c, oh * kh, ow * kw)
+            # gx has x's memory layout, so its tiles line up with x's; each window's gradient
+            # goes to the first offset (row-major, as PyTorch) that holds the max (or a NaN)
+            gx = np.zeros_like(self.x, dtype=grad.dtype)
+            tiles, grad_tiles = _tiles(self.x, oh, ow, kh, kw), _tiles(gx, oh, ow, kh, kw)
+            has_nan = np.isnan(self.out).any()
+            unclaimed = np.ones(self.out.shape, dtype=bool)
+            for i in range(kh):
+                for j in range(kw):
+                    v = tiles[:, :, :, i, :, j]
+                    hit = v == self.out
+                    if has_nan:
+                        hit |= np.isnan(v)
+                    hit &= unclaimed
+                    unclaimed &= ~hit
+                    np.multiply(grad, hit, out=grad_tiles[:, :, :, i, :, j])
             return (gx,)
+        gx = np.zeros((n, c, h, w), dtype=grad.dtype)
         winner = self.argmax[..., 0]
         for i in range(kh):
             for j in range(kw):
                 hit = winner == i * kw + j
                 gx[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += grad * hit
         return (gx,)
+
+
+def _tiles(x: np.ndarray, oh: int, ow: int, kh: int, kw: int) -> np.ndarray:
+    """The view (N, C, OH, kh, OW, kw) of x (N, C, H, W) cut into non-overlapping kh x kw tiles."""
+    n, c = x.shape[:2]
+    tiles = x[:, :, : oh * kh, : ow * kw].reshape(n, c, oh, kh, ow, kw)
+    assert np.may_share_memory(tiles, x), "splitting an axis is always a view"
+    return tiles
 
 
 class Softmax(Op):
