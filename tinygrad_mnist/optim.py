@@ -111,11 +111,17 @@ class Adam(Optimizer):
             step_size = self.lr / (1 - b1 ** self.steps[i])
             root_correction2 = (1 - b2 ** self.steps[i]) ** 0.5
             g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
+            # in place, with one scratch array: m and v never leave their buffers
+            scratch = np.multiply(g, 1 - b1, dtype=m.dtype)
             m *= b1
-            m += (1 - b1) * g
+            m += scratch
+            np.multiply(g, g, out=scratch)
+            scratch *= 1 - b2
             v *= b2
-            v += (1 - b2) * (g * g)
-            denom = np.sqrt(v)
-            denom /= root_correction2
-            denom += self.eps
-            p.data -= step_size * (m / denom)
+            v += scratch
+            np.sqrt(v, out=scratch)
+            scratch /= root_correction2
+            scratch += self.eps
+            np.divide(m, scratch, out=scratch)
+            scratch *= step_size
+            p.data -= scratch
