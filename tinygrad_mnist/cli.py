@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,9 +192,9 @@ def _load_data(choice: str | None, normalize: bool = NORMALIZE) -> Dataset:
         except (OSError, ValueError) as err:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             print(
-                f"{PROG}: WARNING: full MNIST is not available ({reason}); training and testing "
-                "on the bundled 5,000-image sample instead. Get full MNIST with --data DIR or "
-                "by setting $TINYGRAD_MNIST_DATA to a folder holding the four IDX files.",
+                f"{PROG}: WARNING: full MNIST is not available ({reason}); using the bundled "
+                "sample (5,000 train, 1,000 test images) instead. Get full MNIST with --data DIR "
+                "or by setting $TINYGRAD_MNIST_DATA to a folder holding the four IDX files.",
                 file=sys.stderr,
             )
             mnist, source = data.load_sample(), "the bundled sample"
@@ -364,9 +365,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         with np.load(weights, allow_pickle=False) as archive:
             state = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, EOFError) as err:
-        raise CommandError(f"{weights} is not a valid .npz weights file ({err})") from None
-    except Exception as err:  # zipfile.BadZipFile and friends
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise CommandError(f"{weights} is not a valid .npz weights file ({err})") from None
     name = args.model or info.get("model") or _infer_model(state)
     if name not in MODELS:
