@@ -417,8 +417,11 @@ class Conv2d(Op):
         g2 = grad.transpose(0, 2, 3, 1).reshape(n * oh * ow, o)
         grad_x = grad_w = grad_b = None
         if self.needs_input_grad[1]:
-            # (cols^T @ g2)^T, not g2^T @ cols: OpenBLAS can be 20x slower on the latter layout
-            gw = (self.cols.T @ g2).T
+            # the same GEMM in two layouts: on a busy 2-core machine OpenBLAS's 2 threads stall
+            # for 10-100x on g2^T @ cols with wide cols (a 3x3x32 patch) and on
+            # (cols^T @ g2)^T with narrow cols (a 3x3x1 patch) (benchmarks/bench_vs_torch.py)
+            wide = self.cols.shape[1] >= 64
+            gw = (self.cols.T @ g2).T if wide else g2.T @ self.cols
             grad_w = gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
         if self.has_bias and self.needs_input_grad[2]:
             grad_b = g2.sum(axis=0)
