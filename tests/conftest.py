@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import helpers
 import numpy as np
 import pytest
 
 from tinygrad_mnist import tensor as tensor_module
+
+
+def pytest_configure(config):
+    """Tests never touch the internet or the user's MNIST cache, subprocesses included.
+
+    Downloads go to a closed port on 127.0.0.1 (refused at once), the cache is a fresh temp
+    folder, and $TINYGRAD_MNIST_DATA is cleared; tests that need real MNIST name its folder.
+    """
+    os.environ["TINYGRAD_MNIST_MIRRORS"] = "http://127.0.0.1:9/"
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="tinygrad_mnist_test_cache_")
+    os.environ.pop("TINYGRAD_MNIST_DATA", None)
+    os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 @pytest.fixture(autouse=True)
