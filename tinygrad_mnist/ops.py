@@ -380,8 +380,8 @@ class Conv2d(Op):
 
     Forward is im2col + one GEMM, channels-last: every window becomes a row of `cols`
     (N*OH*OW, kh*kw*C), and out = cols @ W^T with W the weight as (O, kh*kw*C).
-    Backward is two GEMMs: d/dW = grad^T @ cols and d/dcols = grad @ W, and col2im adds each
-    kernel offset's slice of d/dcols back into the (padded) input.
+    Backward is GEMMs too: d/dW = grad^T @ cols, and d/dcols = grad @ W computed one kernel
+    offset at a time, each slice added back into the (padded) input pixels it came from.
     """
 
     def forward(self, x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
@@ -426,11 +426,19 @@ class Conv2d(Op):
         if self.has_bias and self.needs_input_grad[2]:
             grad_b = g2.sum(axis=0)
         if self.needs_input_grad[0]:
-            gcols = (g2 @ self.w2).reshape(n, oh, ow, kh, kw, c)
+            # col2im one kernel offset at a time: d/dcols for offset (i, j) is g2 @ W[:, i, j, :],
+            # added into the input pixels that offset touched. One small scratch product is
+            # reused instead of materialising all of d/dcols (N*OH*OW x kh*kw*C), whose fresh
+            # pages cost more than the GEMM itself.
+            w4 = self.w2.reshape(o, kh, kw, c)
             gx = np.zeros((n, hp, wp, c), dtype=grad.dtype)
+            scratch = np.empty((n * oh * ow, c), dtype=np.result_type(g2, w4))
             for i in range(kh):
                 for j in range(kw):
-                    gx[:, i : i + sh * oh : sh, j : j + sw * ow : sw] += gcols[:, :, :, i, j]
+                    np.matmul(g2, w4[:, i, j, :], out=scratch)
+                    gx[:, i : i + sh * oh : sh, j : j + sw * ow : sw] += scratch.reshape(
+                        n, oh, ow, c
+                    )
             grad_x = gx[:, ph : hp - ph, pw : wp - pw].transpose(0, 3, 1, 2)
         return grad_x, grad_w, grad_b
 
@@ -470,6 +478,11 @@ class MaxPool2d(Op):
             # goes to the first offset (row-major, as PyTorch) that holds the max (or a NaN)
             gx = np.zeros_like(self.x, dtype=grad.dtype)
             tiles, grad_tiles = _tiles(self.x, oh, ow, kh, kw), _tiles(gx, oh, ow, kh, kw)
+            # give grad the memory layout of x (and so of gx): mixed layouts make every
+            # multiply below a slow strided loop
+            grad_like_x = np.empty_like(self.out, dtype=grad.dtype)
+            grad_like_x[...] = grad
+            grad = grad_like_x
             has_nan = np.isnan(self.out).any()
             unclaimed = np.ones(self.out.shape, dtype=bool)
             for i in range(kh):
