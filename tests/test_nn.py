@@ -563,3 +563,13 @@ def test_double_then_gradcheck_on_seed_cnn():
     model.float()
     assert all(p.dtype == np.float32 for p in model.parameters())
     assert model(Tensor(x.data.astype(np.float32))).dtype == np.float32
+
+
+def test_saved_weights_get_the_usual_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = tmp_path / "w.npz"
+        nn.Linear(2, 3).save(path)
+        assert path.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(umask)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data, nn, optim, plots, train
+from .files import write_atomically
 from .models import MODELS, build_model
 from .tensor import Tensor
 
@@ -236,7 +237,7 @@ def _prepare_out(out: Path) -> bool:
 
 
 def _write_json(path: Path, obj) -> None:
-    train.write_atomically(path, lambda f: f.write(json.dumps(obj, indent=1) + "\n"))
+    write_atomically(path, lambda f: f.write(json.dumps(obj, indent=1) + "\n"))
 
 
 def sidecar_path(weights: Path) -> Path:

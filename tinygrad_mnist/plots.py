@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator
 
 from . import nn
-from .train import Evaluation, History, write_atomically
+from .files import write_atomically
+from .train import Evaluation, History
 
 __all__ = [
     "plot_confusion",

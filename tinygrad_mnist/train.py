@@ -15,7 +15,6 @@ import csv
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
@@ -26,6 +25,7 @@ from tqdm import tqdm
 
 from . import nn
 from .data import batches
+from .files import write_atomically
 from .optim import Optimizer
 from .tensor import Tensor, no_grad
 
@@ -142,26 +142,6 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1
 
 
 # ---------------------------------------------------------------- history
-
-
-def write_atomically(path: str | os.PathLike, write: Callable, binary: bool = False) -> Path:
-    """Call write(file) on a temporary file next to `path`, then rename it over `path`.
-
-    The file gets the usual permissions (0666 minus the umask), not mkstemp's 0600.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", newline="" if not binary else None) as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 @dataclass

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import graphviz
 import numpy as np
 
+from .files import write_atomically
 from .nn.module import Module
 from .tensor import Tensor
 
@@ -742,22 +742,6 @@ def render(graph: graphviz.Digraph, path: str | os.PathLike) -> Path:
             "(Debian/Ubuntu: `sudo apt-get install graphviz`, macOS: `brew install graphviz`, "
             "conda: `conda install -c conda-forge graphviz`) and try again"
         ) from None
-    _write_atomically(path, data)
-    return path
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write to a fresh hidden name in the same folder, then rename over `path`.
-
-    The temporary file is opened with `open(..., "xb")` rather than `mkstemp`, so the picture
-    gets the usual permissions (umask) instead of mkstemp's owner-only 0600.
-    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda f: f.write(data), binary=True)
+    return path

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from ..files import write_atomically
 from ..tensor import Tensor
 
 
@@ -173,14 +173,8 @@ class Module:
         """Write the state_dict to an `.npz` file, atomically (temp file, then rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **self.state_dict())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        state = self.state_dict()
+        write_atomically(path, lambda f: np.savez(f, **state), binary=True)
 
     def load(self, path: str | os.PathLike) -> Module:
         """Load weights saved by `save()` into this model (same checks as load_state_dict)."""
