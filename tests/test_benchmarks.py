@@ -62,3 +62,14 @@ def test_profile_lists_ops_forward_and_backward():
     passes = {(r["op"].split()[0], r["pass"]) for r in prof["ops"]}
     assert {("Conv2d", "forward"), ("Conv2d", "backward"), ("MaxPool2d", "backward")} <= passes
     assert prof["phases"]["step"] > 0
+
+
+def test_conv2d_timing_prints_both_sides():
+    pytest.importorskip("torch")
+    script = SCRIPT.with_name("conv2d_timing.py")
+    result = subprocess.run(
+        [sys.executable, str(script), "--runs", "2"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "tinygrad_mnist" in result.stdout and "PyTorch" in result.stdout
+    assert "time ours/PyTorch" in result.stdout
