@@ -283,7 +283,7 @@ def op_timer(totals: dict[tuple[str, str], float]):
     the framework knows about it.
     """
     originals = []
-    for op_class in _op_classes():
+    for op_class in ops.op_classes():
         for method in ("forward", "backward"):
             if method in vars(op_class):
                 original = vars(op_class)[method]
@@ -294,15 +294,6 @@ def op_timer(totals: dict[tuple[str, str], float]):
     finally:
         for op_class, method, original in originals:
             setattr(op_class, method, original)
-
-
-def _op_classes() -> list[type]:
-    found, stack = [], [ops.Op]
-    while stack:
-        cls = stack.pop()
-        found.append(cls)
-        stack.extend(cls.__subclasses__())
-    return found
 
 
 def _timed(fn, op_name: str, method: str, totals):

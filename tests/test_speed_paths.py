@@ -128,7 +128,7 @@ def test_training_step_stays_float32(name, monkeypatch):
     """No op computes in float64 behind our back: every forward output, every gradient an op
     returns (before Tensor.backward casts it), every .grad and Adam's state stay float32."""
     seen = []
-    for op_class in _op_classes():
+    for op_class in ops.op_classes():
         if "backward" in vars(op_class):
             original = vars(op_class)["backward"]
 
@@ -154,10 +154,3 @@ def test_training_step_stays_float32(name, monkeypatch):
     assert all(m.dtype == np.float32 for m in optimizer.m + optimizer.v)
 
 
-def _op_classes() -> list[type]:
-    found, stack = [], [ops.Op]
-    while stack:
-        cls = stack.pop()
-        found.append(cls)
-        stack.extend(cls.__subclasses__())
-    return found

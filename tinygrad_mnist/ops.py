@@ -37,6 +37,16 @@ class Op:
         raise NotImplementedError(f"{self.name} must define backward")
 
 
+def op_classes() -> list[type[Op]]:
+    """Op and every class derived from it, at any depth (for profilers and tests)."""
+    found, stack = [], [Op]
+    while stack:
+        cls = stack.pop()
+        found.append(cls)
+        stack.extend(cls.__subclasses__())
+    return found
+
+
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum `grad` over the axes that broadcasting added or stretched, giving an array of `shape`."""
     if grad.shape == shape:
