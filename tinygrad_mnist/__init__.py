@@ -7,7 +7,7 @@
 array([4., 6.], dtype=float32)
 """
 
-from . import data, nn, optim, plots, train, viz
+from . import data, nn, optim, train, viz
 from .allocator import tune_allocator
 from .gradcheck import GradcheckError, gradcheck
 from .tensor import Tensor, is_grad_enabled, no_grad
@@ -16,6 +16,15 @@ from .train import evaluate, fit
 __version__ = "0.1.0"
 
 tune_allocator()
+
+
+def __getattr__(name: str):
+    # plots pulls in matplotlib (a third of a second): imported on first use, not at start-up
+    if name == "plots":
+        import importlib
+
+        return importlib.import_module(".plots", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "GradcheckError",

@@ -393,8 +393,9 @@ def fit(
                     lr=optimizer.lr,
                     seconds=time.perf_counter() - start,
                 )
-                if test_error is not None:
+                if test_error is not None and progress:
                     postfix["test_acc"] = f"{1 - test_error:.2%}"
+                    bar.set_postfix(postfix)  # refresh, so the last bar shows the final test
                 loss_sum = errors = seen = 0.0
     finally:
         bar.close()
