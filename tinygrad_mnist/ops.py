@@ -467,15 +467,27 @@ class MaxPool2d(Op):
         self.dtype = x.dtype
         if (kh, kw) == (sh, sw):
             # non-overlapping windows: split H into (OH, kh) and W into (OW, kw), a view in any
-            # memory layout; the max is then an elementwise max over the kh*kw offsets
+            # memory layout; the max is then an elementwise max over the kh*kw offsets, and
+            # `winner` remembers which offset won (the first maximum, as PyTorch)
             self.x = x
             tiles = _tiles(x, oh, ow, kh, kw)
+            offsets = [(i, j) for i in range(kh) for j in range(kw)]
             out = tiles[:, :, :, 0, :, 0].copy(order="K")
-            for i in range(kh):
-                for j in range(kw):
-                    if i or j:
-                        np.maximum(out, tiles[:, :, :, i, :, j], out=out)
-            self.out = out
+            winner = np.zeros_like(out, dtype=np.uint8) if self.needs_input_grad[0] else None
+            for k, (i, j) in enumerate(offsets[1:], start=1):
+                v = tiles[:, :, :, i, :, j]
+                if winner is not None:
+                    # winner = k where v beats the max so far, as uint8 arithmetic that wraps
+                    # (k - winner) * better + winner: 20x faster than a masked copy
+                    step = np.subtract(np.uint8(k), winner, dtype=np.uint8)
+                    step *= v > out
+                    winner += step
+                np.maximum(out, v, out=out)
+            if winner is not None and out.dtype.kind == "f" and np.isnan(out).any():
+                # a window holding NaN outputs NaN; its gradient goes to the first NaN
+                for k, (i, j) in reversed(list(enumerate(offsets))):
+                    np.copyto(winner, k, where=np.isnan(tiles[:, :, :, i, :, j]))
+            self.winner = winner
             return out
         flat = _windows(x, kh, kw, sh, sw).reshape(n, c, oh, ow, kh * kw)
         self.argmax = flat.argmax(axis=-1)[..., None]
@@ -485,25 +497,17 @@ class MaxPool2d(Op):
         n, c, h, w, oh, ow, kh, kw, sh, sw = self.geometry
         if (kh, kw) == (sh, sw):
             # gx has x's memory layout, so its tiles line up with x's; each window's gradient
-            # goes to the first offset (row-major, as PyTorch) that holds the max (or a NaN)
+            # goes to the offset recorded in `winner`
             gx = np.zeros_like(self.x, dtype=grad.dtype)
-            tiles, grad_tiles = _tiles(self.x, oh, ow, kh, kw), _tiles(gx, oh, ow, kh, kw)
-            # give grad the memory layout of x (and so of gx): mixed layouts make every
+            grad_tiles = _tiles(gx, oh, ow, kh, kw)
+            # give grad the memory layout of `winner` (that of x): mixed layouts make every
             # multiply below a slow strided loop
-            grad_like_x = np.empty_like(self.out, dtype=grad.dtype)
+            grad_like_x = np.empty_like(self.winner, dtype=grad.dtype)
             grad_like_x[...] = grad
-            grad = grad_like_x
-            has_nan = np.isnan(self.out).any()
-            unclaimed = np.ones(self.out.shape, dtype=bool)
             for i in range(kh):
                 for j in range(kw):
-                    v = tiles[:, :, :, i, :, j]
-                    hit = v == self.out
-                    if has_nan:
-                        hit |= np.isnan(v)
-                    hit &= unclaimed
-                    unclaimed &= ~hit
-                    np.multiply(grad, hit, out=grad_tiles[:, :, :, i, :, j])
+                    hit = self.winner == i * kw + j
+                    np.multiply(grad_like_x, hit, out=grad_tiles[:, :, :, i, :, j])
             return (gx,)
         gx = np.zeros((n, c, h, w), dtype=grad.dtype)
         winner = self.argmax[..., 0]
