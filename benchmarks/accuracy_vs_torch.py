@@ -19,6 +19,7 @@ import tempfile
 import time
 
 import numpy as np
+from torch_models import torch_model  # benchmarks/torch_models.py, beside this script
 
 from tinygrad_mnist import data, nn, optim, train
 from tinygrad_mnist.models import build_model
@@ -50,28 +51,12 @@ def train_ours(name, lr, train_set, test_set, iterations, seed):
     return accuracy, seconds, initial, history.iteration[-1]
 
 
-def torch_model(name: str):
-    import torch.nn as tnn
-
-    if name == "seed-cnn":
-        return tnn.Sequential(
-            tnn.Conv2d(1, 8, 3), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
-            tnn.Linear(8 * 13 * 13, 10), tnn.LogSoftmax(dim=1),
-        )
-    return tnn.Sequential(
-        tnn.Conv2d(1, 32, 3), tnn.ReLU(), tnn.Conv2d(32, 64, 3), tnn.ReLU(), tnn.MaxPool2d(2),
-        tnn.Flatten(), tnn.Linear(64 * 12 * 12, 128), tnn.ReLU(), tnn.Linear(128, 10),
-        tnn.LogSoftmax(dim=1),
-    )
-
-
 def train_torch(name, lr, initial, train_set, test_set, steps, seed):
     """(accuracy, train seconds) of the same recipe in PyTorch, same init and batch order."""
     import torch
 
     torch.set_num_threads(2)
-    model = torch_model(name)
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in initial.items()})
+    model = torch_model(name, initial)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     stream = train._batch_stream(*train_set, BATCH, seed)  # the batches fit() uses
     model.train()

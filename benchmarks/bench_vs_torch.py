@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import numpy as np
+from torch_models import torch_model  # benchmarks/torch_models.py, beside this script
 
 import tinygrad_mnist
 from tinygrad_mnist import Tensor, no_grad, ops
@@ -57,28 +58,6 @@ def load_batches(batch_size: int, count: int) -> list[tuple[np.ndarray, np.ndarr
         (x[i * batch_size : (i + 1) * batch_size], y[i * batch_size : (i + 1) * batch_size])
         for i in range(count)
     ]
-
-
-def torch_model(name: str, state: dict[str, np.ndarray]):
-    """The same architecture in PyTorch, loaded with our initial weights."""
-    import torch
-    from torch import nn
-
-    if name == "seed-cnn":
-        model = nn.Sequential(
-            nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-            nn.Linear(8 * 13 * 13, 10), nn.LogSoftmax(dim=1),
-        )
-    elif name == "lenet-cnn":
-        model = nn.Sequential(
-            nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * 12 * 12, 128), nn.ReLU(), nn.Linear(128, 10),
-            nn.LogSoftmax(dim=1),
-        )
-    else:
-        raise ValueError(f"unknown model {name!r}")
-    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()})
-    return model
 
 
 class Ours:
