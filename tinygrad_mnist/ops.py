@@ -11,11 +11,13 @@ movement (reshape, transpose, indexing), and processing (matmul, conv2d, pooling
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 
-class Op:
+class Op(ABC):
     """Base class: an op instance is one node of the recorded graph.
 
     `attrs` holds the keyword arguments given to `forward` (axis, stride, ...) so that the graph
@@ -30,11 +32,13 @@ class Op:
     def name(self) -> str:
         return type(self).__name__
 
+    @abstractmethod
     def forward(self, *inputs: np.ndarray, **attrs) -> np.ndarray:
-        raise NotImplementedError(f"{self.name} must define forward")
+        """The op's result from its input arrays; saves what backward needs on self."""
 
+    @abstractmethod
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
-        raise NotImplementedError(f"{self.name} must define backward")
+        """One gradient per input (None where not needed) from the output's gradient."""
 
 
 def op_classes() -> list[type[Op]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
 import numpy as np
@@ -9,7 +10,7 @@ import numpy as np
 from .tensor import Tensor
 
 
-class Optimizer:
+class Optimizer(ABC):
     """Holds the parameters to update; `step()` applies one update, `zero_grad()` clears grads."""
 
     def __init__(self, params: Iterable[Tensor], lr: float):
@@ -41,8 +42,9 @@ class Optimizer:
         for p in self.params:
             p.grad = None
 
+    @abstractmethod
     def step(self) -> None:
-        raise NotImplementedError(f"{type(self).__name__} must define step()")
+        """Apply one update to every parameter that has a gradient."""
 
 
 class SGD(Optimizer):
