@@ -16,6 +16,8 @@ from abc import ABC, abstractmethod
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import winograd
+
 
 class Op(ABC):
     """Base class: an op instance is one node of the recorded graph.
@@ -392,10 +394,14 @@ def _windows(x: np.ndarray, kh: int, kw: int, sh: int, sw: int) -> np.ndarray:
 class Conv2d(Op):
     """Cross-correlation of x (N, C, H, W) with weight (O, C, kh, kw), plus bias (O,).
 
-    Forward is im2col + one GEMM, channels-last: every window becomes a row of `cols`
-    (N*OH*OW, kh*kw*C), and out = cols @ W^T with W the weight as (O, kh*kw*C).
-    Backward is GEMMs too: d/dW = grad^T @ cols, and d/dcols = grad @ W computed one kernel
-    offset at a time, each slice added back into the (padded) input pixels it came from.
+    Two algorithms, chosen by `winograd.applies` (`self.algorithm` tells which ran):
+    - "im2col": every window becomes a row of `cols` (N*OH*OW, kh*kw*C), channels-last, and
+      out = cols @ W^T with W the weight as (O, kh*kw*C). Backward is GEMMs too: d/dW =
+      grad^T @ cols, and d/dcols = grad @ W one kernel offset at a time, each slice added back
+      into the (padded) input pixels it came from.
+    - "winograd": 3x3 kernels at stride 1 with enough channels, F(4x4, 3x3) in `winograd.py`,
+      4x fewer multiplies.
+    d/dbias = grad summed over batch and pixels.
     """
 
     def forward(self, x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
@@ -408,6 +414,22 @@ class Conv2d(Op):
             x = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
         n, hp, wp, _ = x.shape
         oh, ow = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+        self.geometry = (n, c, hp, wp, oh, ow, kh, kw, sh, sw, ph, pw)
+        self.has_bias = bias is not None
+        if winograd.applies(weight.shape, stride, np.result_type(x, weight)):
+            self.algorithm = "winograd"
+            out, self.saved = winograd.forward(
+                x, weight, bias, keep_patches=self.needs_input_grad[1]
+            )
+        else:
+            self.algorithm = "im2col"
+            out = self._im2col_forward(x, weight, bias)
+        # memory stays NHWC (cheap for the next GEMM); the view is NCHW as the API promises
+        return out.transpose(0, 3, 1, 2)
+
+    def _im2col_forward(self, x, weight, bias):
+        n, c, hp, wp, oh, ow, kh, kw, sh, sw, ph, pw = self.geometry
+        o = weight.shape[0]
         s0, s1, s2, s3 = x.strides
         windows = as_strided(
             x, (n, oh, ow, kh, kw, c), (s0, s1 * sh, s2 * sw, s1, s2, s3), writeable=False
@@ -419,17 +441,28 @@ class Conv2d(Op):
             out += bias
         self.cols = cols if self.needs_input_grad[1] else None
         self.w2 = w2
-        self.geometry = (n, c, hp, wp, oh, ow, kh, kw, sh, sw, ph, pw)
-        self.has_bias = bias is not None
-        # memory stays NHWC (cheap for the next GEMM); the view is NCHW as the API promises
-        return out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+        return out.reshape(n, oh, ow, o)
 
     def backward(self, grad):
         n, c, hp, wp, oh, ow, kh, kw, sh, sw, ph, pw = self.geometry
+        # a free view when grad is channels-last in memory, as the ops here produce it
+        g = grad.transpose(0, 2, 3, 1)
+        need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
+        if self.algorithm == "winograd":
+            gx, grad_w = winograd.backward(self.saved, g, need_x, need_w)
+        else:
+            gx, grad_w = self._im2col_backward(g)
+        grad_b = None
+        if self.has_bias and self.needs_input_grad[2]:
+            grad_b = g.sum(axis=(0, 1, 2))
+        grad_x = None if gx is None else gx[:, ph : hp - ph, pw : wp - pw].transpose(0, 3, 1, 2)
+        return grad_x, grad_w, grad_b
+
+    def _im2col_backward(self, g):
+        n, c, hp, wp, oh, ow, kh, kw, sh, sw, ph, pw = self.geometry
         o = self.w2.shape[0]
-        # a free reshape when grad is channels-last in memory, as the ops here produce it
-        g2 = grad.transpose(0, 2, 3, 1).reshape(n * oh * ow, o)
-        grad_x = grad_w = grad_b = None
+        g2 = g.reshape(n * oh * ow, o)
+        gx = grad_w = None
         if self.needs_input_grad[1]:
             # the same GEMM in two layouts: on a busy 2-core machine OpenBLAS's 2 threads stall
             # for 10-100x on g2^T @ cols with wide cols (a 3x3x32 patch) and on
@@ -437,15 +470,13 @@ class Conv2d(Op):
             wide = self.cols.shape[1] >= 64
             gw = (self.cols.T @ g2).T if wide else g2.T @ self.cols
             grad_w = gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
-        if self.has_bias and self.needs_input_grad[2]:
-            grad_b = g2.sum(axis=0)
         if self.needs_input_grad[0]:
             # col2im one kernel offset at a time: d/dcols for offset (i, j) is g2 @ W[:, i, j, :],
             # added into the input pixels that offset touched. One small scratch product is
             # reused instead of materialising all of d/dcols (N*OH*OW x kh*kw*C), whose fresh
             # pages cost more than the GEMM itself.
             w4 = self.w2.reshape(o, kh, kw, c)
-            gx = np.zeros((n, hp, wp, c), dtype=grad.dtype)
+            gx = np.zeros((n, hp, wp, c), dtype=g.dtype)
             scratch = np.empty((n * oh * ow, c), dtype=np.result_type(g2, w4))
             for i in range(kh):
                 for j in range(kw):
@@ -453,8 +484,7 @@ class Conv2d(Op):
                     gx[:, i : i + sh * oh : sh, j : j + sw * ow : sw] += scratch.reshape(
                         n, oh, ow, c
                     )
-            grad_x = gx[:, ph : hp - ph, pw : wp - pw].transpose(0, 3, 1, 2)
-        return grad_x, grad_w, grad_b
+        return gx, grad_w
 
 
 class MaxPool2d(Op):

@@ -1,0 +1,234 @@
+"""Winograd F(4x4, 3x3): a stride-1 3x3 convolution with 4x fewer multiplies than im2col.
+
+Cut the output into 4x4 tiles. Each tile depends on one 6x6 patch d of the input (patches start
+every 4 pixels, so neighbours overlap by 2). For one input and one output channel,
+
+    tile = A^T [ (G w G^T) * (B^T d B) ] A        (* is elementwise, over 6x6 numbers)
+
+with the constant matrices below (interpolation points 0, 1, -1, 2, -2 and infinity; Lavin and
+Gray, "Fast Algorithms for Convolutional Neural Networks", 2015). The elementwise product takes
+36 multiplies where the direct 3x3 correlation of a 4x4 tile takes 144. Summed over input
+channels, each of the 36 positions p of the product is a matrix product:
+
+    M[p] = V[p] @ U[p],   V[p]: (tiles, C) transformed patches,  U[p]: (C, O) transformed weights
+
+so a convolution becomes 36 small GEMMs plus the transforms, which are GEMMs with the
+Kronecker products B^T (x) B^T (36 x 36), G (x) G (36 x 9) and A^T (x) A^T (16 x 36).
+
+Everything is linear, so backward is the same machinery read in reverse:
+    dM[p] = (A (x) A) applied to the output gradient's tiles
+    dU[p] = V[p]^T @ dM[p]   ->  d/dweight = (G (x) G)^T dU
+    dV[p] = dM[p] @ U[p]^T   ->  d/dpatches = (B (x) B) dV, overlapping patches added up
+
+Arrays here are channels-last (N, H, W, C), as `ops.Conv2d` keeps them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+TILE = 4  # output pixels per tile side
+PATCH = TILE + 2  # input pixels per patch side (a 3x3 kernel adds 2)
+
+_BT = np.array(
+    [
+        [4, 0, -5, 0, 1, 0],
+        [0, -4, -4, 1, 1, 0],
+        [0, 4, -4, -1, 1, 0],
+        [0, -2, -1, 2, 1, 0],
+        [0, 2, -1, -2, 1, 0],
+        [0, 4, 0, -5, 0, 1],
+    ],
+    dtype=np.float64,
+)
+_G = np.array(
+    [
+        [1 / 4, 0, 0],
+        [-1 / 6, -1 / 6, -1 / 6],
+        [-1 / 6, 1 / 6, -1 / 6],
+        [1 / 24, 1 / 12, 1 / 6],
+        [1 / 24, -1 / 12, 1 / 6],
+        [0, 0, 1],
+    ],
+    dtype=np.float64,
+)
+_AT = np.array(
+    [
+        [1, 1, 1, 1, 1, 0],
+        [0, 1, -1, 2, -2, 0],
+        [0, 1, 1, 4, 4, 0],
+        [0, 1, -1, 8, -8, 1],
+    ],
+    dtype=np.float64,
+)
+# the position whose column of A^T (x) A^T is all ones: adding the bias to M there adds it to
+# every output pixel, at 1/16 of the cost of adding it to the output
+_BIAS_POSITION = int(np.flatnonzero((np.kron(_AT, _AT) == 1).all(axis=0))[0])
+
+# Below these channel counts the im2col GEMM is already small and the transforms cost more than
+# the multiplies they save (benchmarks/conv2d_timing.py --algorithms).
+MIN_IN_CHANNELS = 8
+MIN_OUT_CHANNELS = 16
+
+
+class Transforms(NamedTuple):
+    """The Kronecker-product transform matrices in one dtype."""
+
+    data: np.ndarray  # B^T (x) B^T, (36, 36): patch -> Winograd domain
+    weight: np.ndarray  # G (x) G, (36, 9): 3x3 kernel -> Winograd domain
+    output: np.ndarray  # A^T (x) A^T, (16, 36): Winograd domain -> 4x4 output tile
+
+
+@lru_cache(maxsize=None)
+def transforms(dtype: np.dtype) -> Transforms:
+    """The transform matrices in `dtype` (built once per dtype)."""
+    return Transforms(
+        np.kron(_BT, _BT).astype(dtype),
+        np.kron(_G, _G).astype(dtype),
+        np.kron(_AT, _AT).astype(dtype),
+    )
+
+
+def applies(weight_shape: tuple[int, ...], stride: tuple[int, int], dtype: np.dtype) -> bool:
+    """True when the Winograd path is valid and faster: 3x3 kernel, stride 1, enough channels."""
+    o, c, kh, kw = weight_shape
+    return (
+        (kh, kw) == (3, 3)
+        and tuple(stride) == (1, 1)
+        and np.dtype(dtype).kind == "f"
+        and c >= MIN_IN_CHANNELS
+        and o >= MIN_OUT_CHANNELS
+    )
+
+
+class Saved(NamedTuple):
+    """What backward needs from forward."""
+
+    patches: list[np.ndarray] | None  # V per batch chunk: (36, tiles, C); None: no d/dweight
+    weights: np.ndarray  # U: (36, C, O)
+    input_shape: tuple[int, int, int, int]  # (N, H, W, C) of the (padded) input
+    tiles: tuple[int, int]  # tile rows and columns
+    chunks: list[slice]  # the batch chunks, see `_chunks`
+
+
+# Working on a few images at a time keeps every intermediate array in the CPU's caches; on the
+# whole batch at once the transforms wait on memory (lenet-cnn's second conv at batch 64:
+# forward 9.8 -> 7.3 ms, backward 17.4 -> 12.9 ms).
+CHUNK_BYTES = 2 << 20
+
+
+def _chunks(n: int, th: int, tw: int, channels: int, itemsize: int) -> list[slice]:
+    """Batch slices whose largest Winograd-domain array, (36, tiles, channels), fits CHUNK_BYTES."""
+    per_image = PATCH * PATCH * th * tw * channels * itemsize
+    size = max(1, min(n, CHUNK_BYTES // per_image))
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def _tile_counts(h: int, w: int) -> tuple[int, int]:
+    """Tiles per column and row for an (h, w) input: enough 4x4 tiles to cover the output."""
+    return -(-(h - 2) // TILE), -(-(w - 2) // TILE)
+
+
+def forward(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, keep_patches: bool = True
+) -> tuple[np.ndarray, Saved]:
+    """Correlate x (N, H, W, C) with weight (O, C, 3, 3); returns (out (N, H-2, W-2, O), saved).
+
+    `keep_patches=False` drops the transformed input, which only the weight gradient needs.
+    """
+    n, h, w, c = x.shape
+    o = weight.shape[0]
+    th, tw = _tile_counts(h, w)
+    covered_h, covered_w = TILE * th + 2, TILE * tw + 2
+    if (covered_h, covered_w) != (h, w):
+        # the last tiles hang over the edge: give them zeros to read
+        grown = np.zeros((n, covered_h, covered_w, c), dtype=x.dtype)
+        grown[:, :h, :w] = x
+        x = grown
+    mats = transforms(np.result_type(x, weight))
+    u = (mats.weight @ weight.transpose(2, 3, 1, 0).reshape(9, c * o)).reshape(-1, c, o)
+    out = np.empty((n, TILE * th, TILE * tw, o), dtype=mats.data.dtype)
+    chunks = _chunks(n, th, tw, max(c, o), out.itemsize)
+    kept = []
+    for chunk in chunks:
+        v = _transform_input(x[chunk], mats.data, th, tw)
+        m = np.matmul(v, u)  # (36, tiles, O): 36 GEMMs
+        if bias is not None:
+            m[_BIAS_POSITION] += bias
+        y = (mats.output @ m.reshape(PATCH * PATCH, -1)).reshape(TILE, TILE, -1, th, tw, o)
+        out[chunk].reshape(-1, th, TILE, tw, TILE, o)[...] = y.transpose(2, 3, 0, 4, 1, 5)
+        if keep_patches:
+            kept.append(v)
+    saved = Saved(kept if keep_patches else None, u, (n, h, w, c), (th, tw), chunks)
+    return out[:, : h - 2, : w - 2], saved
+
+
+def _transform_input(x: np.ndarray, data_transform: np.ndarray, th: int, tw: int) -> np.ndarray:
+    """V (36, N*th*tw, C): every 6x6 patch of x (N, H, W, C) in the Winograd domain."""
+    n, _, _, c = x.shape
+    s0, s1, s2, s3 = x.strides
+    windows = as_strided(
+        x,
+        (PATCH, PATCH, n, th, tw, c),
+        (s1, s2, s0, TILE * s1, TILE * s2, s3),
+        writeable=False,
+    )
+    # one copy puts the 36 patch positions first; the transform is then a single GEMM
+    patches = np.ascontiguousarray(windows).reshape(PATCH * PATCH, -1)
+    return (data_transform @ patches).reshape(PATCH * PATCH, n * th * tw, c)
+
+
+def backward(
+    saved: Saved, grad: np.ndarray, need_input: bool = True, need_weight: bool = True
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Gradients (d/dx (N, H, W, C), d/dweight (O, C, 3, 3)) from grad (N, H-2, W-2, O)."""
+    n, h, w, c = saved.input_shape
+    th, tw = saved.tiles
+    o = grad.shape[-1]
+    mats = transforms(grad.dtype)
+    if grad.shape[1:3] != (TILE * th, TILE * tw):
+        grown = np.zeros((n, TILE * th, TILE * tw, o), dtype=grad.dtype)
+        grown[:, : grad.shape[1], : grad.shape[2]] = grad
+        grad = grown
+    du = np.zeros((PATCH * PATCH, c, o), dtype=grad.dtype) if need_weight else None
+    # 4 rows and columns to spare, so every patch add in `_add_patches` is a reshape view
+    gx = np.zeros((n, TILE * th + TILE, TILE * tw + TILE, c), grad.dtype) if need_input else None
+    for k, chunk in enumerate(saved.chunks):
+        # the output gradient tile by tile, the 16 in-tile positions first
+        tiles = grad[chunk].reshape(-1, th, TILE, tw, TILE, o).transpose(2, 4, 0, 1, 3, 5)
+        tiles = np.ascontiguousarray(tiles).reshape(TILE * TILE, -1)
+        dm = (mats.output.T @ tiles).reshape(PATCH * PATCH, -1, o)
+        if need_weight:
+            du += np.matmul(saved.patches[k].transpose(0, 2, 1), dm)  # (36, C, O)
+        if need_input:
+            dv = np.matmul(dm, saved.weights.transpose(0, 2, 1))  # (36, tiles, C)
+            dpatches = (mats.data.T @ dv.reshape(PATCH * PATCH, -1)).reshape(
+                PATCH, PATCH, -1, th, tw, c
+            )
+            _add_patches(dpatches, gx[chunk])
+    grad_w = None
+    if need_weight:
+        dw = (mats.weight.T @ du.reshape(PATCH * PATCH, -1)).reshape(3, 3, c, o)
+        grad_w = np.ascontiguousarray(dw.transpose(3, 2, 0, 1))
+    return (None if gx is None else gx[:, :h, :w]), grad_w
+
+
+def _add_patches(dpatches: np.ndarray, gx: np.ndarray) -> None:
+    """Add the overlapping 6x6 patch gradients (6, 6, N, th, tw, C) into gx (N, H+4, W+4, C).
+
+    Patch rows 0-3 of all tiles are disjoint, and so are rows 4-5; the same for columns. So the
+    sum is four strided adds (rows 0-3 or 4-5, times columns 0-3 or 4-5), none of which writes
+    one pixel twice.
+    """
+    th, tw, c = dpatches.shape[3:]
+    for first_row in (0, TILE):
+        for first_col in (0, TILE):
+            span_h, span_w = PATCH - TILE if first_row else TILE, PATCH - TILE if first_col else TILE
+            block = gx[:, first_row : first_row + TILE * th, first_col : first_col + TILE * tw]
+            block = block.reshape(-1, th, TILE, tw, TILE, c)[:, :, :span_h, :, :span_w]
+            part = dpatches[first_row : first_row + span_h, first_col : first_col + span_w]
+            block += part.transpose(2, 3, 0, 4, 1, 5)
