@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import check_op
 
 from tinygrad_mnist import Tensor, winograd
 from tinygrad_mnist.models import build_model
-
-from helpers import check_op
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

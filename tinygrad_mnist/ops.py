@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import winograd
+from . import parallel, winograd
 
 
 class Op(ABC):
@@ -131,11 +131,29 @@ class ReLU(Op):
 
     def forward(self, x):
         # one pass that keeps x's memory layout (np.where would make it C-contiguous)
-        self.out = np.maximum(x, x.dtype.type(0))
-        return self.out
+        if x.ndim == 0:
+            self.out = np.maximum(x, x.dtype.type(0))
+            return self.out
+        out = np.empty_like(x)
+
+        def part_relu(part):
+            np.maximum(x[part], x.dtype.type(0), out=out[part])
+
+        parallel.split(len(x), part_relu, size=x.size)
+        self.out = out
+        return out
 
     def backward(self, grad):
-        return (grad * (self.out > 0),)
+        out = self.out
+        if grad.ndim == 0:
+            return (grad * (out > 0),)
+        gx = np.empty_like(grad, dtype=np.result_type(grad, out))
+
+        def part_grad(part):
+            np.multiply(grad[part], out[part] > 0, out=gx[part])
+
+        parallel.split(len(grad), part_grad, size=grad.size)
+        return (gx,)
 
 
 class Sigmoid(Op):
@@ -346,7 +364,7 @@ class MatMul(Op):
 
     def forward(self, a, b):
         self.a, self.b = a, b
-        return np.matmul(a, b)
+        return parallel.matmul(a, b)
 
     def backward(self, grad):
         a, b = self.a, self.b
@@ -358,11 +376,11 @@ class MatMul(Op):
             g = np.expand_dims(g, -2)
         grad_a = grad_b = None
         if self.needs_input_grad[0]:
-            ga = np.matmul(g, np.swapaxes(b2, -1, -2))
+            ga = parallel.matmul(g, np.swapaxes(b2, -1, -2))
             ga = unbroadcast(ga, a2.shape)
             grad_a = ga.reshape(a.shape)
         if self.needs_input_grad[1]:
-            gb = np.matmul(np.swapaxes(a2, -1, -2), g)
+            gb = parallel.matmul(np.swapaxes(a2, -1, -2), g)
             gb = unbroadcast(gb, b2.shape)
             grad_b = gb.reshape(b.shape)
         return grad_a, grad_b
@@ -434,14 +452,21 @@ class Conv2d(Op):
         windows = as_strided(
             x, (n, oh, ow, kh, kw, c), (s0, s1 * sh, s2 * sw, s1, s2, s3), writeable=False
         )
-        cols = windows.reshape(n * oh * ow, kh * kw * c)  # the one copy: im2col
+        cols = np.empty(windows.shape, dtype=x.dtype)
         w2 = weight.transpose(0, 2, 3, 1).reshape(o, kh * kw * c)
-        out = cols @ w2.T
-        if bias is not None:
-            out += bias
-        self.cols = cols if self.needs_input_grad[1] else None
+        out = np.empty((n, oh, ow, o), dtype=np.result_type(x, weight))
+
+        def part_forward(part):
+            np.copyto(cols[part], windows[part])  # the one copy: im2col
+            rows = cols[part].reshape(-1, kh * kw * c)
+            np.matmul(rows, w2.T, out=out[part].reshape(-1, o))
+            if bias is not None:
+                out[part] += bias
+
+        parallel.split(n, part_forward, uses_blas=True, size=cols.size * o)
+        self.cols = cols.reshape(n * oh * ow, kh * kw * c) if self.needs_input_grad[1] else None
         self.w2 = w2
-        return out.reshape(n, oh, ow, o)
+        return out
 
     def backward(self, grad):
         n, c, hp, wp, oh, ow, kh, kw, sh, sw, ph, pw = self.geometry
@@ -462,13 +487,20 @@ class Conv2d(Op):
         n, c, hp, wp, oh, ow, kh, kw, sh, sw, ph, pw = self.geometry
         o = self.w2.shape[0]
         g2 = g.reshape(n * oh * ow, o)
+        pixels = oh * ow
         gx = grad_w = None
         if self.needs_input_grad[1]:
-            # the same GEMM in two layouts: on a busy 2-core machine OpenBLAS's 2 threads stall
-            # for 10-100x on g2^T @ cols with wide cols (a 3x3x32 patch) and on
-            # (cols^T @ g2)^T with narrow cols (a 3x3x1 patch) (benchmarks/bench_vs_torch.py)
-            wide = self.cols.shape[1] >= 64
-            gw = (self.cols.T @ g2).T if wide else g2.T @ self.cols
+
+            def part_weight_grad(part):
+                rows = slice(part.start * pixels, part.stop * pixels)
+                cols, g_rows = self.cols[rows], g2[rows]
+                # the same GEMM in two layouts: on a busy 2-core machine OpenBLAS stalls for
+                # 10-100x on g^T @ cols with wide cols (a 3x3x32 patch) and on (cols^T @ g)^T
+                # with narrow cols (a 3x3x1 patch) (benchmarks/bench_vs_torch.py)
+                return (cols.T @ g_rows).T if cols.shape[1] >= 64 else g_rows.T @ cols
+
+            parts = parallel.split(n, part_weight_grad, uses_blas=True, size=self.cols.size * o)
+            gw = sum(parts[1:], start=parts[0])
             grad_w = gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
         if self.needs_input_grad[0]:
             # col2im one kernel offset at a time: d/dcols for offset (i, j) is g2 @ W[:, i, j, :],
@@ -477,13 +509,19 @@ class Conv2d(Op):
             # pages cost more than the GEMM itself.
             w4 = self.w2.reshape(o, kh, kw, c)
             gx = np.zeros((n, hp, wp, c), dtype=g.dtype)
-            scratch = np.empty((n * oh * ow, c), dtype=np.result_type(g2, w4))
-            for i in range(kh):
-                for j in range(kw):
-                    np.matmul(g2, w4[:, i, j, :], out=scratch)
-                    gx[:, i : i + sh * oh : sh, j : j + sw * ow : sw] += scratch.reshape(
-                        n, oh, ow, c
-                    )
+
+            def part_input_grad(part):
+                g_rows = g2[part.start * pixels : part.stop * pixels]
+                scratch = np.empty((len(g_rows), c), dtype=np.result_type(g2, w4))
+                target = gx[part]
+                for i in range(kh):
+                    for j in range(kw):
+                        np.matmul(g_rows, w4[:, i, j, :], out=scratch)
+                        target[:, i : i + sh * oh : sh, j : j + sw * ow : sw] += scratch.reshape(
+                            -1, oh, ow, c
+                        )
+
+            parallel.split(n, part_input_grad, uses_blas=True, size=g2.size * kh * kw * c)
         return gx, grad_w
 
 
