@@ -188,3 +188,25 @@ def test_sgd_update_rule_by_hand():
     w.grad = np.array([0.2, 0.4])
     opt.step()  # g = [0.285, 0.19]; buf = 0.9 [0.3, 0.2] + g
     np.testing.assert_allclose(w.data, [0.85 - 0.5 * 0.555, -2.1 - 0.5 * 0.37])
+
+
+@pytest.mark.parametrize("optimizer_name", ["SGD", "Adam"])
+def test_large_and_0d_parameters_match_torch(optimizer_name, monkeypatch):
+    """A parameter large enough to be updated on several cores, and a 0-d one."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setenv("TINYGRAD_MNIST_THREADS", "2")
+    rng = np.random.default_rng(3)
+    big, scalar = rng.standard_normal((700, 600)), np.array(1.5)
+    ours = [Tensor(big.copy(), requires_grad=True), Tensor(scalar.copy(), requires_grad=True)]
+    theirs = [torch.tensor(a, requires_grad=True) for a in (big, scalar)]
+    ours_opt = getattr(optim, optimizer_name)(ours, lr=0.1)
+    torch_opt = getattr(torch.optim, optimizer_name)(theirs, lr=0.1)
+    for _ in range(3):
+        ours_opt.zero_grad()
+        torch_opt.zero_grad()
+        ((ours[0] * ours[0]).sum() + ours[1] * ours[1] * ours[1]).backward()
+        ((theirs[0] * theirs[0]).sum() + theirs[1] ** 3).backward()
+        ours_opt.step()
+        torch_opt.step()
+    for p, t in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-9, atol=1e-12)

@@ -93,7 +93,11 @@ def split(
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b as np.matmul; a large 2-D product is split by rows of a across the cores."""
+    """a @ b as np.matmul; a large 2-D product is split across the cores.
+
+    The split is by rows of a or by columns of b, whichever are more, so each core reads its
+    own share of the larger operand.
+    """
     if a.ndim != 2 or b.ndim != 2:
         big = a.size * b.shape[-1] >= MIN_SPLIT_SIZE and workers() > 1
         with _one_thread_blas() if big else nullcontext():
@@ -104,7 +108,10 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     def rows(part: slice) -> None:
         np.matmul(a[part], b, out=out[part])
 
-    split(m, rows, uses_blas=True, size=m * a.shape[1] * n)
+    def columns(part: slice) -> None:
+        np.matmul(a, b[:, part], out=out[:, part])
+
+    split(max(m, n), rows if m >= n else columns, uses_blas=True, size=m * a.shape[1] * n)
     return out
 
 
