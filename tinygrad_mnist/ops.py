@@ -452,19 +452,33 @@ class Conv2d(Op):
         windows = as_strided(
             x, (n, oh, ow, kh, kw, c), (s0, s1 * sh, s2 * sw, s1, s2, s3), writeable=False
         )
-        cols = np.empty(windows.shape, dtype=x.dtype)
+        if c == 1:
+            # one input channel: a window row would be kh*kw scattered numbers, slow to gather;
+            # store cols offset-major instead, (kh*kw, N*OH*OW), where each offset's pixels are
+            # long runs, and read it as its transpose, which BLAS takes as it is
+            store = np.empty((kh, kw, n, oh, ow), dtype=x.dtype)
+            source = windows[..., 0].transpose(3, 4, 0, 1, 2)
+            cols = store.reshape(kh * kw, n * oh * ow).T
+        else:
+            store = np.empty(windows.shape, dtype=x.dtype)
+            source = windows
+            cols = store.reshape(n * oh * ow, kh * kw * c)
+        batch_axis = 2 if c == 1 else 0
         w2 = weight.transpose(0, 2, 3, 1).reshape(o, kh * kw * c)
         out = np.empty((n, oh, ow, o), dtype=np.result_type(x, weight))
+        pixels = oh * ow
 
         def part_forward(part):
-            np.copyto(cols[part], windows[part])  # the one copy: im2col
-            rows = cols[part].reshape(-1, kh * kw * c)
+            # the one copy: im2col
+            index = (slice(None),) * batch_axis + (part,)
+            np.copyto(store[index], source[index])
+            rows = cols[part.start * pixels : part.stop * pixels]
             np.matmul(rows, w2.T, out=out[part].reshape(-1, o))
             if bias is not None:
                 out[part] += bias
 
         parallel.split(n, part_forward, uses_blas=True, size=cols.size * o)
-        self.cols = cols.reshape(n * oh * ow, kh * kw * c) if self.needs_input_grad[1] else None
+        self.cols = cols if self.needs_input_grad[1] else None
         self.w2 = w2
         return out
 
@@ -479,7 +493,9 @@ class Conv2d(Op):
             gx, grad_w = self._im2col_backward(g)
         grad_b = None
         if self.has_bias and self.needs_input_grad[2]:
-            grad_b = g.sum(axis=(0, 1, 2))
+            # a vector-matrix product: NumPy's sum down a tall, narrow array is 20x slower
+            g2 = g.reshape(-1, g.shape[-1])
+            grad_b = parallel.matmul(np.ones((1, len(g2)), dtype=g2.dtype), g2)[0]
         grad_x = None if gx is None else gx[:, ph : hp - ph, pw : wp - pw].transpose(0, 3, 1, 2)
         return grad_x, grad_w, grad_b
 
@@ -494,10 +510,12 @@ class Conv2d(Op):
             def part_weight_grad(part):
                 rows = slice(part.start * pixels, part.stop * pixels)
                 cols, g_rows = self.cols[rows], g2[rows]
-                # the same GEMM in two layouts: on a busy 2-core machine OpenBLAS stalls for
-                # 10-100x on g^T @ cols with wide cols (a 3x3x32 patch) and on (cols^T @ g)^T
-                # with narrow cols (a 3x3x1 patch) (benchmarks/bench_vs_torch.py)
-                return (cols.T @ g_rows).T if cols.shape[1] >= 64 else g_rows.T @ cols
+                # the same GEMM in two layouts, the one that reads cols in its memory order
+                # (offset-major cols: cols^T) or, for row-major cols, the faster for its width
+                # (benchmarks/bench_vs_torch.py --profile)
+                if cols.strides[0] < cols.strides[1] or cols.shape[1] >= 64:
+                    return (cols.T @ g_rows).T
+                return g_rows.T @ cols
 
             parts = parallel.split(n, part_weight_grad, uses_blas=True, size=self.cols.size * o)
             gw = sum(parts[1:], start=parts[0])

@@ -27,9 +27,11 @@ import numpy as np
 
 R = TypeVar("R")
 
-# Below this many elements (or multiply-adds) a part is too small to be worth a thread hand-off
-# (~20 us), and OpenBLAS runs products below 4 * 65536 multiply-adds on one thread by itself.
-MIN_SPLIT_SIZE = 1 << 18
+# A job smaller than this many elements (or multiply-adds) runs as one part: handing a part to
+# another thread costs ~20-50 us (seed-cnn's whole step takes ~3 ms).
+MIN_SPLIT_SIZE = 1 << 20
+# OpenBLAS runs products of at least this many multiply-adds on its own threads.
+BLAS_THREADING_SIZE = 1 << 18
 
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
@@ -74,9 +76,12 @@ def split(
     MIN_SPLIT_SIZE it runs as one part, here.
     """
     cores = workers()
-    small = size is not None and size < MIN_SPLIT_SIZE
-    if cores == 1 or small or getattr(_inside, "active", False):
+    if cores == 1 or getattr(_inside, "active", False):
         return [work(slice(0, n))]
+    if size is not None and size < MIN_SPLIT_SIZE:
+        big_product = uses_blas and size >= BLAS_THREADING_SIZE
+        with _one_thread_blas() if big_product else nullcontext():
+            return [work(slice(0, n))]
     count = max(1, min(n, cores))
     bounds = [n * i // count for i in range(count + 1)]
     parts = [slice(bounds[i], bounds[i + 1]) for i in range(count)]
@@ -99,7 +104,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     own share of the larger operand.
     """
     if a.ndim != 2 or b.ndim != 2:
-        big = a.size * b.shape[-1] >= MIN_SPLIT_SIZE and workers() > 1
+        big = a.size * b.shape[-1] >= BLAS_THREADING_SIZE and workers() > 1
         with _one_thread_blas() if big else nullcontext():
             return np.matmul(a, b)
     m, n = a.shape[0], b.shape[1]
