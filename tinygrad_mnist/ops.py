@@ -581,7 +581,7 @@ class MaxPool2d(Op):
                         part_winner += step
                     np.maximum(part_out, v, out=part_out)
 
-            parallel.split(n, part_max, size=x.size)
+            parallel.split(n, part_max, size=x.size * kh * kw)  # ~5 passes per offset
             if winner is not None and out.dtype.kind == "f" and np.isnan(out).any():
                 # a window holding NaN outputs NaN; its gradient goes to the first NaN
                 for k, (i, j) in reversed(list(enumerate(offsets))):
@@ -611,7 +611,7 @@ class MaxPool2d(Op):
                         hit = winner == i * kw + j
                         np.multiply(grad_like_x, hit, out=grad_tiles[:, :, :, i, :, j])
 
-            parallel.split(n, part_grad, size=gx.size)
+            parallel.split(n, part_grad, size=gx.size * kh * kw)
             return (gx,)
         gx = np.zeros((n, c, h, w), dtype=grad.dtype)
         winner = self.argmax[..., 0]
