@@ -154,3 +154,24 @@ def test_training_step_stays_float32(name, monkeypatch):
     assert all(m.dtype == np.float32 for m in optimizer.m + optimizer.v)
 
 
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("kernel, stride", [(2, None), (3, None), (3, 2), ((2, 3), None)])
+def test_max_pool_nan_windows_match_torch(layout, kernel, stride):
+    """A window holding NaN outputs NaN, and its gradient goes where PyTorch's goes (the last
+    NaN); windows without NaN are unaffected."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 9, 9))
+    x[rng.random(x.shape) < 0.15] = np.nan
+    x = channels_last(x) if layout == "nhwc" else x
+    ours = Tensor(x, requires_grad=True)
+    out = ours.max_pool2d(kernel, stride)
+    upstream = rng.standard_normal(out.shape)
+    out.backward(upstream)
+    theirs = torch.tensor(np.ascontiguousarray(x), requires_grad=True)
+    tout = torch.nn.functional.max_pool2d(theirs, kernel, stride)
+    tout.backward(torch.tensor(upstream))
+    assert np.isnan(out.data).any()
+    np.testing.assert_array_equal(out.data, tout.detach().numpy())
+    np.testing.assert_allclose(ours.grad, theirs.grad.numpy(), rtol=1e-12, atol=1e-12)

@@ -546,7 +546,9 @@ class Conv2d(Op):
 class MaxPool2d(Op):
     """Max over each kh x kw window of x (N, C, H, W), moving by (sh, sw).
 
-    d/dx = the window's gradient at its (first) maximum, 0 elsewhere; overlapping windows add.
+    d/dx = the window's gradient at its maximum, 0 elsewhere; overlapping windows add. Like
+    PyTorch: ties go to the first maximum, a window holding NaN outputs NaN and its gradient
+    goes to the last NaN.
     """
 
     def forward(self, x, kernel_size=(2, 2), stride=(2, 2)):
@@ -554,72 +556,143 @@ class MaxPool2d(Op):
         n, c, h, w = x.shape
         oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
         self.geometry = (n, c, h, w, oh, ow, kh, kw, sh, sw)
-        self.dtype = x.dtype
-        if (kh, kw) == (sh, sw):
-            # non-overlapping windows: split H into (OH, kh) and W into (OW, kw), a view in any
-            # memory layout; the max is then an elementwise max over the kh*kw offsets, and
-            # `winner` remembers which offset won (the first maximum, as PyTorch)
-            self.x = x
-            tiles = _tiles(x, oh, ow, kh, kw)
-            offsets = [(i, j) for i in range(kh) for j in range(kw)]
-            out = np.empty_like(tiles[:, :, :, 0, :, 0])  # x's memory layout
-            winner = np.empty_like(out, dtype=np.uint8) if self.needs_input_grad[0] else None
+        self.x, self.winner, self.pair_winners = x, None, None
+        if (kh, kw) != (sh, sw):
+            flat = _windows(x, kh, kw, sh, sw).reshape(n, c, oh, ow, kh * kw)
+            argmax = flat.argmax(axis=-1)
+            if flat.dtype.kind == "f":
+                nan = np.isnan(flat)
+                last_nan = kh * kw - 1 - nan[..., ::-1].argmax(axis=-1)
+                argmax = np.where(nan.any(axis=-1), last_nan, argmax)
+            self.argmax = argmax[..., None]
+            return np.take_along_axis(flat, self.argmax, axis=-1)[..., 0]
+        # non-overlapping windows: split H into (OH, kh) and W into (OW, kw), a view in any
+        # memory layout; the max is then an elementwise max over the kh*kw offsets
+        tiles = _tiles(x, oh, ow, kh, kw)
+        out = np.empty_like(tiles[:, :, :, 0, :, 0])  # x's memory layout
+        if (kh, kw) == (2, 2):
+            self._max_2x2(tiles, out)
+        else:
+            self._max_tiles(tiles, out)
+        if self.needs_input_grad[0] and out.dtype.kind == "f" and np.isnan(out).any():
+            self._send_nan_gradients_to_last_nan(tiles)
+        return out
 
-            def part_max(part):
-                part_tiles, part_out = tiles[part], out[part]
-                part_winner = None if winner is None else winner[part]
-                part_out[...] = part_tiles[:, :, :, 0, :, 0]
+    def _max_2x2(self, tiles, out):
+        """The max of 2x2 tiles as a max within each row, then between the rows.
+
+        Three boolean arrays say which one won each comparison (ties: the first), which is
+        the first maximum in reading order; backward routes the gradient with them.
+        """
+        corners = [tiles[:, :, :, i, :, j] for i in (0, 1) for j in (0, 1)]
+        want = self.needs_input_grad[0]
+        picks = [np.empty_like(out, dtype=bool) for _ in range(3)] if want else None
+
+        def part_max(part):
+            top_left, top_right, bottom_left, bottom_right = (t[part] for t in corners)
+            top = np.maximum(top_left, top_right)
+            bottom = np.maximum(bottom_left, bottom_right)
+            if want:
+                right_in_top, right_in_bottom, bottom_row = (p[part] for p in picks)
+                np.greater(top_right, top_left, out=right_in_top)
+                np.greater(bottom_right, bottom_left, out=right_in_bottom)
+                np.greater(bottom, top, out=bottom_row)
+            np.maximum(top, bottom, out=out[part])
+
+        parallel.split(len(out), part_max, size=out.size * 8)  # ~6 passes
+        self.pair_winners = picks
+
+    def _max_tiles(self, tiles, out):
+        """The max of general kh x kw tiles, with `winner` the offset of the first maximum."""
+        kh, kw = tiles.shape[3], tiles.shape[5]
+        offsets = [(i, j) for i in range(kh) for j in range(kw)]
+        winner = np.empty_like(out, dtype=np.uint8) if self.needs_input_grad[0] else None
+
+        def part_max(part):
+            part_tiles, part_out = tiles[part], out[part]
+            part_winner = None if winner is None else winner[part]
+            part_out[...] = part_tiles[:, :, :, 0, :, 0]
+            if part_winner is not None:
+                part_winner[...] = 0
+            for k, (i, j) in enumerate(offsets[1:], start=1):
+                v = part_tiles[:, :, :, i, :, j]
                 if part_winner is not None:
-                    part_winner[...] = 0
-                for k, (i, j) in enumerate(offsets[1:], start=1):
-                    v = part_tiles[:, :, :, i, :, j]
-                    if part_winner is not None:
-                        # winner = k where v beats the max so far, as uint8 arithmetic that
-                        # wraps, (k - winner) * better + winner: 20x faster than a masked copy
-                        step = np.subtract(np.uint8(k), part_winner, dtype=np.uint8)
-                        step *= v > part_out
-                        part_winner += step
-                    np.maximum(part_out, v, out=part_out)
+                    # winner = k where v beats the max so far, as uint8 arithmetic that
+                    # wraps, (k - winner) * better + winner: 20x faster than a masked copy
+                    step = np.subtract(np.uint8(k), part_winner, dtype=np.uint8)
+                    step *= v > part_out
+                    part_winner += step
+                np.maximum(part_out, v, out=part_out)
 
-            parallel.split(n, part_max, size=x.size * kh * kw)  # ~5 passes per offset
-            if winner is not None and out.dtype.kind == "f" and np.isnan(out).any():
-                # a window holding NaN outputs NaN; its gradient goes to the first NaN
-                for k, (i, j) in reversed(list(enumerate(offsets))):
-                    np.copyto(winner, k, where=np.isnan(tiles[:, :, :, i, :, j]))
-            self.winner = winner
-            return out
-        flat = _windows(x, kh, kw, sh, sw).reshape(n, c, oh, ow, kh * kw)
-        self.argmax = flat.argmax(axis=-1)[..., None]
-        return np.take_along_axis(flat, self.argmax, axis=-1)[..., 0]
+        parallel.split(len(out), part_max, size=tiles.size * kh * kw)  # ~5 passes per offset
+        self.winner = winner
+
+    def _send_nan_gradients_to_last_nan(self, tiles):
+        """Rare: rewrite the winners as `winner` offsets, the last NaN winning a NaN window."""
+        kh, kw = tiles.shape[3], tiles.shape[5]
+        if self.pair_winners is not None:
+            right_in_top, right_in_bottom, bottom_row = self.pair_winners
+            right = np.where(bottom_row, right_in_bottom, right_in_top)
+            self.winner = (2 * bottom_row + right).astype(np.uint8)
+            self.pair_winners = None
+        offsets = [(i, j) for i in range(kh) for j in range(kw)]
+        for k, (i, j) in enumerate(offsets):
+            np.copyto(self.winner, k, where=np.isnan(tiles[:, :, :, i, :, j]))
 
     def backward(self, grad):
         n, c, h, w, oh, ow, kh, kw, sh, sw = self.geometry
-        if (kh, kw) == (sh, sw):
-            # gx has x's memory layout, so its tiles line up with x's; each window's gradient
-            # goes to the offset recorded in `winner`
-            gx = np.zeros_like(self.x, dtype=grad.dtype)
-
-            def part_grad(part):
-                grad_tiles = _tiles(gx[part], oh, ow, kh, kw)
-                winner = self.winner[part]
-                # give grad the memory layout of `winner` (that of x): mixed layouts make every
-                # multiply below a slow strided loop
-                grad_like_x = np.empty_like(winner, dtype=grad.dtype)
-                grad_like_x[...] = grad[part]
-                for i in range(kh):
-                    for j in range(kw):
-                        hit = winner == i * kw + j
-                        np.multiply(grad_like_x, hit, out=grad_tiles[:, :, :, i, :, j])
-
-            parallel.split(n, part_grad, size=gx.size * kh * kw)
+        if (kh, kw) != (sh, sw):
+            gx = np.zeros((n, c, h, w), dtype=grad.dtype)
+            winner = self.argmax[..., 0]
+            for i in range(kh):
+                for j in range(kw):
+                    hit = winner == i * kw + j
+                    gx[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += grad * hit
             return (gx,)
-        gx = np.zeros((n, c, h, w), dtype=grad.dtype)
-        winner = self.argmax[..., 0]
-        for i in range(kh):
-            for j in range(kw):
-                hit = winner == i * kw + j
-                gx[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += grad * hit
+        # gx has x's memory layout, so its tiles line up with x's
+        gx = (np.zeros_like if (h, w) != (oh * kh, ow * kw) else np.empty_like)(
+            self.x, dtype=grad.dtype
+        )
+        grad_tiles = _tiles(gx, oh, ow, kh, kw)
+        if self.pair_winners is not None:
+            self._route_2x2(grad, grad_tiles)
+        else:
+            self._route_tiles(grad, grad_tiles)
         return (gx,)
+
+    def _route_2x2(self, grad, grad_tiles):
+        """Each 2x2 window's gradient to its winner, by the three comparisons of forward."""
+        right_in_top, right_in_bottom, bottom_row = self.pair_winners
+
+        def part_grad(part):
+            # grad in the memory layout of the winners (that of x): mixed layouts make every
+            # multiply below a slow strided loop
+            g = np.empty_like(bottom_row[part], dtype=grad.dtype)
+            g[...] = grad[part]
+            to_bottom = g * bottom_row[part]
+            to_top = g * ~bottom_row[part]
+            tiles = grad_tiles[part]
+            np.multiply(to_top, right_in_top[part], out=tiles[:, :, :, 0, :, 1])
+            np.multiply(to_top, ~right_in_top[part], out=tiles[:, :, :, 0, :, 0])
+            np.multiply(to_bottom, right_in_bottom[part], out=tiles[:, :, :, 1, :, 1])
+            np.multiply(to_bottom, ~right_in_bottom[part], out=tiles[:, :, :, 1, :, 0])
+
+        parallel.split(len(grad), part_grad, size=grad.size * 8)
+
+    def _route_tiles(self, grad, grad_tiles):
+        """Each tile's gradient to the offset recorded in `winner`."""
+        kh, kw = grad_tiles.shape[3], grad_tiles.shape[5]
+
+        def part_grad(part):
+            winner = self.winner[part]
+            g = np.empty_like(winner, dtype=grad.dtype)
+            g[...] = grad[part]
+            tiles = grad_tiles[part]
+            for i in range(kh):
+                for j in range(kw):
+                    np.multiply(g, winner == i * kw + j, out=tiles[:, :, :, i, :, j])
+
+        parallel.split(len(grad), part_grad, size=grad.size * kh * kw * 4)
 
 
 def _tiles(x: np.ndarray, oh: int, ow: int, kh: int, kw: int) -> np.ndarray:
