@@ -9,6 +9,8 @@ import pytest
 
 from tinygrad_mnist import parallel
 
+BIG = 1 << 30  # elements: a job always worth splitting
+
 
 @pytest.fixture
 def two_cores(monkeypatch):
@@ -22,19 +24,21 @@ def test_parts_cover_the_range_in_order_on_two_threads(two_cores):
         threads.add(threading.get_ident())
         return (part.start, part.stop)
 
-    assert parallel.split(7, work) == [(0, 3), (3, 7)]
+    assert parallel.split(7, work, elements=BIG) == [(0, 3), (3, 7)]
     assert len(threads) == 2
 
 
 def test_small_jobs_and_one_thread_run_here(two_cores, monkeypatch):
     here = threading.get_ident()
-    assert parallel.split(8, lambda part: threading.get_ident(), size=10) == [here]
+    assert parallel.split(8, lambda part: threading.get_ident(), elements=10) == [here]
     monkeypatch.setenv("TINYGRAD_MNIST_THREADS", "1")
-    assert parallel.split(8, lambda part: (part.start, part.stop)) == [(0, 8)]
+    assert parallel.split(8, lambda part: (part.start, part.stop), elements=BIG) == [(0, 8)]
 
 
 def test_a_part_inside_a_part_does_not_split_again(two_cores):
-    inner = parallel.split(4, lambda part: parallel.split(6, lambda p: (p.start, p.stop)))
+    inner = parallel.split(
+        4, lambda part: parallel.split(6, lambda p: (p.start, p.stop), elements=BIG), elements=BIG
+    )
     assert inner == [[(0, 6)], [(0, 6)]]
 
 
@@ -45,7 +49,7 @@ def test_an_error_in_a_helper_part_reaches_the_caller(two_cores):
         return part
 
     with pytest.raises(ValueError, match="second part failed"):
-        parallel.split(4, work)
+        parallel.split(4, work, elements=BIG)
 
 
 def test_bad_thread_setting_is_a_clear_error(monkeypatch):
@@ -79,7 +83,7 @@ def test_a_training_step_is_the_same_on_one_or_two_threads(monkeypatch):
     grads = []
     for threads in ("1", "2"):
         monkeypatch.setenv("TINYGRAD_MNIST_THREADS", threads)
-        monkeypatch.setattr(parallel, "MIN_SPLIT_SIZE", 1)
+        monkeypatch.setattr(parallel, "MIN_SPLIT_ELEMENTS", 1)
         manual_seed(0)
         model = build_model("lenet-cnn").double()
         nll_loss(model(Tensor(x)), np.arange(8) % 10).backward()

@@ -57,6 +57,8 @@ def assert_matches(ours, theirs, dtype):
         ((2, 5, 11, 10), (6, 5, 3, 2), (2, 3), (1, 2)),
         ((3, 1, 12, 12), (8, 1, 3, 3), 1, 0),
         ((1, 4, 7, 7), (2, 4, 1, 1), 2, 0),
+        ((2, 3, 9, 8), (16, 3, 3, 3), 2, 1),  # channels-last output
+        ((2, 1, 9, 8), (16, 1, 3, 3), 1, 1),  # offset-major im2col, channels-last output
     ],
 )
 def test_conv2d_matches_torch(dtype, layout, shape, wshape, stride, padding):
@@ -113,14 +115,17 @@ def test_relu_matches_torch_and_keeps_layout():
     assert ours[0].data.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
-def test_cnn_ops_keep_channels_last_memory():
-    """conv -> relu -> pool -> conv hands NHWC memory along, so no op transposes a copy."""
+@pytest.mark.parametrize("out_channels, memory_order", [(16, (0, 2, 3, 1)), (4, (1, 0, 2, 3))])
+def test_cnn_ops_keep_the_conv_output_memory_layout(out_channels, memory_order):
+    """conv -> relu -> pool hands one memory layout along, so no op transposes a copy: NHWC
+    memory, or channel-major (C, N, H, W) when the conv has few output channels."""
     rng = np.random.default_rng(4)
     x = Tensor(rng.standard_normal((2, 1, 12, 12)).astype(np.float32))
-    w = Tensor(rng.standard_normal((4, 1, 3, 3)).astype(np.float32))
-    h = x.conv2d(w).relu()
-    for t in (h, h.max_pool2d(2)):
-        assert t.data.transpose(0, 2, 3, 1).flags.c_contiguous, t.data.strides
+    w = Tensor(rng.standard_normal((out_channels, 1, 3, 3)).astype(np.float32))
+    h = x.conv2d(w)
+    assert h._op is None or h._op.algorithm == "im2col"
+    for t in (h, h.relu(), h.relu().max_pool2d(2)):
+        assert t.data.transpose(*memory_order).flags.c_contiguous, t.data.strides
 
 
 @pytest.mark.parametrize("name", ["seed-cnn", "lenet-cnn"])

@@ -119,7 +119,7 @@ class Adam(Optimizer):
                 update(...)  # a 0-d parameter: all of it
             else:
                 # a large parameter's rows are shared out among the cores
-                parallel.split(len(p.data), update, size=p.data.size)
+                parallel.split(len(p.data), update, elements=p.data.size * 6)  # ~10 passes
 
 
 def _adam_update(data, g, m, v, b1, b2, step_size, root_correction2, eps):

@@ -27,11 +27,14 @@ import numpy as np
 
 R = TypeVar("R")
 
-# A job smaller than this many elements (or multiply-adds) runs as one part: handing a part to
-# another thread costs ~20-50 us (seed-cnn's whole step takes ~3 ms).
-MIN_SPLIT_SIZE = 1 << 20
+# A job costing less than this many array elements' worth of elementwise work runs in one piece:
+# handing a part to another thread and getting it back costs about as much as a few hundred
+# thousand elements (seed-cnn, whose ops are that small, trains faster unsplit).
+MIN_SPLIT_ELEMENTS = 1 << 20
+# A BLAS multiply-add costs about this fraction of an elementwise element.
+MACS_PER_ELEMENT = 16
 # OpenBLAS runs products of at least this many multiply-adds on its own threads.
-BLAS_THREADING_SIZE = 1 << 18
+BLAS_THREADING_MACS = 1 << 18
 
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
@@ -65,27 +68,25 @@ def _one_thread_blas():
     return _blas_controller.limit(limits=1, user_api="blas")
 
 
-def split(
-    n: int, work: Callable[[slice], R], uses_blas: bool = False, size: int | None = None
-) -> list[R]:
+def split(n: int, work: Callable[[slice], R], *, elements: int = 0, macs: int = 0) -> list[R]:
     """`work(part)` for consecutive parts of range(n), one per core, run at the same time.
 
     Returns the results in order. `work` must only write to memory that belongs to its part.
-    With `uses_blas`, BLAS is held to one thread while the parts run, so the parts don't fight
-    over the cores. `size`, the elements or multiply-adds of the whole job: below
-    MIN_SPLIT_SIZE it runs as one part, here.
+    `elements` and `macs` tell the size of the whole job: array elements of elementwise work
+    and multiply-adds of matrix products. A small job runs in one piece, here. While a job
+    with products runs, BLAS is held to one thread, so the parts don't fight over the cores.
     """
     cores = workers()
     if cores == 1 or getattr(_inside, "active", False):
         return [work(slice(0, n))]
-    if size is not None and size < MIN_SPLIT_SIZE:
-        big_product = uses_blas and size >= BLAS_THREADING_SIZE
-        with _one_thread_blas() if big_product else nullcontext():
+    one_thread_blas = _one_thread_blas() if macs >= BLAS_THREADING_MACS else nullcontext()
+    if elements + macs // MACS_PER_ELEMENT < MIN_SPLIT_ELEMENTS:
+        with one_thread_blas:
             return [work(slice(0, n))]
     count = max(1, min(n, cores))
     bounds = [n * i // count for i in range(count + 1)]
     parts = [slice(bounds[i], bounds[i + 1]) for i in range(count)]
-    with _one_thread_blas() if uses_blas else nullcontext():
+    with one_thread_blas:
         if count == 1:
             return [work(parts[0])]
         pool = _get_pool(count - 1)
@@ -104,7 +105,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     own share of the larger operand.
     """
     if a.ndim != 2 or b.ndim != 2:
-        big = a.size * b.shape[-1] >= BLAS_THREADING_SIZE and workers() > 1
+        big = a.size * b.shape[-1] >= BLAS_THREADING_MACS and workers() > 1
         with _one_thread_blas() if big else nullcontext():
             return np.matmul(a, b)
     m, n = a.shape[0], b.shape[1]
@@ -116,7 +117,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     def columns(part: slice) -> None:
         np.matmul(a, b[:, part], out=out[:, part])
 
-    split(max(m, n), rows if m >= n else columns, uses_blas=True, size=m * a.shape[1] * n)
+    split(max(m, n), rows if m >= n else columns, macs=m * a.shape[1] * n)
     return out
 
 

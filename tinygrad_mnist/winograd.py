@@ -169,7 +169,8 @@ def forward(
             kept.append(v if keep_patches else None)
         return kept
 
-    kept = [v for part in parallel.split(len(chunks), run, uses_blas=True) for v in part]
+    macs = PATCH * PATCH * n * th * tw * c * o
+    kept = [v for part in parallel.split(len(chunks), run, macs=macs) for v in part]
     saved = Saved(kept if keep_patches else None, u, (n, h, w, c), (th, tw), chunks)
     return out[:, : h - 2, : w - 2], saved
 
@@ -222,7 +223,7 @@ def backward(
                 _add_patches(dpatches, gx[chunk])
         return du
 
-    parts = parallel.split(len(saved.chunks), run, uses_blas=True)
+    parts = parallel.split(len(saved.chunks), run, macs=2 * PATCH * PATCH * n * th * tw * c * o)
     grad_w = None
     if need_weight:
         du = sum(parts[1:], start=parts[0])
