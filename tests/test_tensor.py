@@ -661,3 +661,24 @@ def test_loss_target_errors(method, scores_shape, targets, error, pattern):
     scores = Tensor(np.zeros(scores_shape), requires_grad=True)
     with pytest.raises(error, match=rf"{method}: .*{pattern}"):
         getattr(scores, method)(targets)
+
+
+def test_gradients_never_share_memory():
+    """Each .grad is its own array, even where an op hands one gradient to several inputs,
+    where a tensor keeps its grad (retain_grad) and passes it on, and for the caller's seed."""
+    x = Tensor(np.ones((3, 4)), requires_grad=True)
+    y = Tensor(np.ones((3, 4)), requires_grad=True)
+    h = x + y
+    h.retain_grad()
+    z = h * 1.0 + x
+    seed = np.full((3, 4), 2.0)
+    z.backward(seed)
+    arrays = [x.grad, y.grad, h.grad, seed]
+    for i, a in enumerate(arrays):
+        for b in arrays[i + 1:]:
+            assert not np.shares_memory(a, b)
+    x.grad += 100
+    assert np.all(y.grad == 2.0) and np.all(h.grad == 2.0) and np.all(seed == 2.0)
+    leaf = Tensor(np.ones(3), requires_grad=True)
+    leaf.backward(seed[0, :3])
+    assert not np.shares_memory(leaf.grad, seed)

@@ -263,12 +263,21 @@ class Tensor:
             seed = seed.astype(self.dtype, copy=False)
 
         grads: dict[int, np.ndarray] = {id(self): seed}
+        # arrays a tensor's .grad may not take over without a copy: the caller's, and those
+        # already stored as some .grad (an op like add hands one array to both its inputs)
+        shared = {id(seed)} if grad is not None else set()
         for node in reversed(self._topological_order()):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
             if node._op is None or node._retains_grad:
-                node.grad = g.copy() if node.grad is None else node.grad + g
+                if node.grad is not None:
+                    node.grad = node.grad + g
+                elif g.base is None and id(g) not in shared:
+                    node.grad = g  # a fresh array from an op's backward: no copy needed
+                else:
+                    node.grad = g.copy()
+                shared.add(id(node.grad))
                 if node._op is None:
                     continue
             input_grads = node._op.backward(g)
