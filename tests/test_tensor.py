@@ -682,3 +682,23 @@ def test_gradients_never_share_memory():
     leaf = Tensor(np.ones(3), requires_grad=True)
     leaf.backward(seed[0, :3])
     assert not np.shares_memory(leaf.grad, seed)
+
+
+def test_ops_save_nothing_for_backward_under_no_grad(monkeypatch):
+    """Under no_grad an op is told no input needs a gradient, so it skips what only backward
+    would use (max-pool's winners, conv's im2col copy)."""
+    from tinygrad_mnist import ops
+
+    seen = []
+    original = ops.MaxPool2d.forward
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.needs_input_grad)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ops.MaxPool2d, "forward", spy)
+    x = Tensor(np.ones((1, 1, 4, 4)), requires_grad=True)
+    with no_grad():
+        x.max_pool2d(2)
+    x.max_pool2d(2)
+    assert seen == [(False,), (True,)]

@@ -125,7 +125,8 @@ class Tensor:
     @staticmethod
     def _apply(op_class: type[ops.Op], *inputs: Tensor, **attrs) -> Tensor:
         """Run `op_class` forward on the inputs' arrays and record it when a gradient is needed."""
-        needs = tuple(t.requires_grad for t in inputs)
+        # under no_grad nothing is recorded, so ops save nothing for a backward pass
+        needs = tuple(_grad_enabled and t.requires_grad for t in inputs)
         op = op_class(needs)
         op.attrs = attrs
         out = Tensor.__new__(Tensor)
