@@ -283,7 +283,9 @@ def _timed(fn, op_name: str, method: str, totals):
         result = fn(self, *args, **kwargs)
         elapsed = time.perf_counter() - start
         shape = result.shape if method == "forward" else args[0].shape
-        key = (f"{op_name} {'x'.join(map(str, shape)) or 'scalar'}", method)
+        # ops with several algorithms (Conv2d) say which one ran
+        label = f"{op_name}[{self.algorithm}]" if hasattr(self, "algorithm") else op_name
+        key = (f"{label} {'x'.join(map(str, shape)) or 'scalar'}", method)
         totals[key] = totals.get(key, 0.0) + elapsed
         return result
 
