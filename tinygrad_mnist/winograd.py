@@ -71,10 +71,10 @@ _AT = np.array(
 # every output pixel, at 1/16 of the cost of adding it to the output
 _BIAS_POSITION = int(np.flatnonzero((np.kron(_AT, _AT) == 1).all(axis=0))[0])
 
-# Below these channel counts the im2col GEMM is already small and the transforms cost more than
-# the multiplies they save (benchmarks/conv2d_timing.py --algorithms).
-MIN_IN_CHANNELS = 8
-MIN_OUT_CHANNELS = 16
+# With one input channel the im2col GEMM is tiny and the transforms cost more than the
+# multiplies they save; from two channels on Winograd is faster at every output channel count
+# measured (`python benchmarks/conv2d_timing.py --algorithms`: 1-64 in, 4-64 out channels).
+MIN_IN_CHANNELS = 2
 
 
 class Transforms(NamedTuple):
@@ -96,14 +96,13 @@ def transforms(dtype: np.dtype) -> Transforms:
 
 
 def applies(weight_shape: tuple[int, ...], stride: tuple[int, int], dtype: np.dtype) -> bool:
-    """True when the Winograd path is valid and faster: 3x3 kernel, stride 1, enough channels."""
-    o, c, kh, kw = weight_shape
+    """True when the Winograd path is valid and faster: 3x3 kernel, stride 1, 2+ input channels."""
+    _, c, kh, kw = weight_shape
     return (
         (kh, kw) == (3, 3)
         and tuple(stride) == (1, 1)
         and np.dtype(dtype).kind == "f"
         and c >= MIN_IN_CHANNELS
-        and o >= MIN_OUT_CHANNELS
     )
 
 
