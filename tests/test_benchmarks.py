@@ -75,3 +75,17 @@ def test_conv2d_timing_prints_both_sides():
     assert result.returncode == 0, result.stderr
     assert "tinygrad_mnist" in result.stdout and "PyTorch" in result.stdout
     assert "time ours/PyTorch" in result.stdout
+
+
+def test_conv2d_timing_algorithm_table():
+    pytest.importorskip("torch")
+    script = SCRIPT.with_name("conv2d_timing.py")
+    result = subprocess.run(
+        [sys.executable, str(script), "--algorithms", "--runs", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[2:]]
+    assert len(rows) >= 10
+    chosen = {(int(r[0]), r[-1]) for r in rows}
+    assert (1, "im2col") in chosen and (32, "winograd") in chosen
