@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import nullcontext
+from functools import lru_cache
 from typing import TypeVar
 
 import numpy as np
@@ -52,6 +53,11 @@ def workers() -> int:
             raise ValueError(
                 f"TINYGRAD_MNIST_THREADS must be a positive integer, got {setting!r}"
             ) from None
+    return _usable_cores()
+
+
+@lru_cache(maxsize=1)
+def _usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS and Windows have no affinity call
