@@ -421,8 +421,8 @@ class Conv2d(Op):
       out = cols @ W^T with W the weight as (O, kh*kw*C). Backward is GEMMs too: d/dW =
       grad^T @ cols, and d/dcols = grad @ W one kernel offset at a time, each slice added back
       into the (padded) input pixels it came from.
-    - "winograd": 3x3 kernels at stride 1 with enough channels, F(4x4, 3x3) in `winograd.py`,
-      4x fewer multiplies.
+    - "winograd": 3x3 kernels at stride 1 with 2+ input channels, F(4x4, 3x3) in
+      `winograd.py`, 4x fewer multiplies.
     d/dbias = grad summed over batch and pixels.
     """
 
@@ -520,18 +520,16 @@ class Conv2d(Op):
         if self.needs_input_grad[1]:
 
             def part_weight_grad(part):
+                # cols^T @ g sums over every pixel of the batch: one product per image, then a
+                # sum. OpenBLAS is ~5x slower on the single product with its huge inner size.
                 rows = slice(part.start * pixels, part.stop * pixels)
-                cols, g_rows = self.cols[rows], g2[rows]
-                # the same GEMM in two layouts, the one that reads cols in its memory order
-                # (offset-major cols: cols^T) or, for row-major cols, the faster for its width
-                # (benchmarks/bench_vs_torch.py --profile)
-                if cols.strides[0] < cols.strides[1] or cols.shape[1] >= 64:
-                    return (cols.T @ g_rows).T
-                return g_rows.T @ cols
+                images = part.stop - part.start
+                cols = self.cols[rows].T.reshape(-1, images, pixels).transpose(1, 0, 2)
+                return np.matmul(cols, g2[rows].reshape(images, pixels, o)).sum(axis=0)
 
             parts = parallel.split(n, part_weight_grad, macs=self.cols.size * o)
-            gw = sum(parts[1:], start=parts[0])
-            grad_w = gw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
+            gw = sum(parts[1:], start=parts[0])  # (kh*kw*C, O)
+            grad_w = gw.T.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
         if self.needs_input_grad[0]:
             # col2im one kernel offset at a time: d/dcols for offset (i, j) is g2 @ W[:, i, j, :],
             # added into the input pixels that offset touched. One small scratch product is
