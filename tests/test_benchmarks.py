@@ -60,7 +60,7 @@ def test_profile_lists_ops_forward_and_backward():
                     "--models", "seed-cnn")
     prof = json.loads(out)["profiles"][0]
     passes = {(r["op"].split()[0], r["pass"]) for r in prof["ops"]}
-    expected = {("Conv2d[im2col]", "forward"), ("Conv2d[im2col]", "backward"),
+    expected = {("Conv2d[batch-last]", "forward"), ("Conv2d[batch-last]", "backward"),
                 ("MaxPool2d", "backward")}
     assert expected <= passes
     assert prof["phases"]["step"] > 0

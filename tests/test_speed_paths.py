@@ -59,6 +59,8 @@ def assert_matches(ours, theirs, dtype):
         ((1, 4, 7, 7), (2, 4, 1, 1), 2, 0),
         ((2, 3, 9, 8), (16, 3, 3, 3), 2, 1),  # channels-last output
         ((2, 1, 9, 8), (16, 1, 3, 3), 1, 1),  # offset-major im2col, channels-last output
+        ((3, 1, 9, 8), (5, 1, 3, 3), 1, 1),  # batch-last
+        ((3, 1, 10, 9), (5, 1, 3, 2), (2, 1), (0, 1)),  # batch-last, strided, not square
     ],
 )
 def test_conv2d_matches_torch(dtype, layout, shape, wshape, stride, padding):
@@ -115,17 +117,39 @@ def test_relu_matches_torch_and_keeps_layout():
     assert ours[0].data.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
-@pytest.mark.parametrize("out_channels, memory_order", [(16, (0, 2, 3, 1)), (4, (1, 0, 2, 3))])
-def test_cnn_ops_keep_the_conv_output_memory_layout(out_channels, memory_order):
-    """conv -> relu -> pool hands one memory layout along, so no op transposes a copy: NHWC
-    memory, or channel-major (C, N, H, W) when the conv has few output channels."""
+@pytest.mark.parametrize(
+    "in_channels, out_channels, stride, algorithm, memory_order",
+    [
+        (1, 16, 1, "im2col", (0, 2, 3, 1)),  # NHWC
+        (2, 4, 2, "im2col", (1, 0, 2, 3)),  # few output channels: channel-major (C, N, H, W)
+        (1, 4, 1, "batch-last", (1, 2, 3, 0)),  # a first layer: batch innermost (C, H, W, N)
+    ],
+)
+def test_cnn_ops_keep_the_conv_output_memory_layout(
+    in_channels, out_channels, stride, algorithm, memory_order
+):
+    """conv -> relu -> pool hands one memory layout along, so no op transposes a copy."""
     rng = np.random.default_rng(4)
-    x = Tensor(rng.standard_normal((2, 1, 12, 12)).astype(np.float32))
-    w = Tensor(rng.standard_normal((out_channels, 1, 3, 3)).astype(np.float32))
-    h = x.conv2d(w)
-    assert h._op is None or h._op.algorithm == "im2col"
+    x = Tensor(rng.standard_normal((2, in_channels, 12, 12)).astype(np.float32))
+    w = Tensor(rng.standard_normal((out_channels, in_channels, 3, 3)).astype(np.float32),
+               requires_grad=True)
+    h = x.conv2d(w, stride=stride)
+    assert h._op.algorithm == algorithm
     for t in (h, h.relu(), h.relu().max_pool2d(2)):
         assert t.data.transpose(*memory_order).flags.c_contiguous, t.data.strides
+
+
+def test_a_flattened_batch_last_output_gets_its_gradient_in_its_own_layout():
+    """conv (batch-last) -> flatten -> linear: the linear layer's input gradient comes back
+    column-major, so reshaped to NCHW it lines up with the conv output's memory."""
+    rng = np.random.default_rng(5)
+    x = Tensor(rng.standard_normal((4, 1, 8, 8)))
+    w = Tensor(rng.standard_normal((3, 1, 3, 3)), requires_grad=True)
+    h = x.conv2d(w)
+    h.retain_grad()
+    flat = h.reshape(4, -1)
+    (flat @ Tensor(rng.standard_normal((108, 5)))).sum().backward()
+    assert h.grad.transpose(1, 2, 3, 0).flags.c_contiguous
 
 
 @pytest.mark.parametrize("name", ["seed-cnn", "lenet-cnn"])

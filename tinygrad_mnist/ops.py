@@ -137,7 +137,9 @@ class ReLU(Op):
         out = np.empty_like(x)
 
         def part_relu(part):
-            np.maximum(x[part], x.dtype.type(0), out=out[part])
+            # against an array of zeros: NumPy's max with a scalar skips its SIMD loop and
+            # takes 3x as long, more than allocating the zeros
+            np.maximum(x[part], np.zeros_like(x[part]), out=out[part])
 
         parallel.split(len(x), part_relu, elements=x.size)
         self.out = out
@@ -376,7 +378,12 @@ class MatMul(Op):
             g = np.expand_dims(g, -2)
         grad_a = grad_b = None
         if self.needs_input_grad[0]:
-            ga = parallel.matmul(g, np.swapaxes(b2, -1, -2))
+            if a.ndim == 2 and b.ndim == 2 and a.flags.f_contiguous and not a.flags.c_contiguous:
+                # a column-major a (a flattened batch-last conv output) gets a column-major
+                # gradient, so the ops before it see their own memory layout again
+                ga = parallel.matmul(b2, g.T).T
+            else:
+                ga = parallel.matmul(g, np.swapaxes(b2, -1, -2))
             ga = unbroadcast(ga, a2.shape)
             grad_a = ga.reshape(a.shape)
         if self.needs_input_grad[1]:
@@ -413,16 +420,27 @@ def _windows(x: np.ndarray, kh: int, kw: int, sh: int, sw: int) -> np.ndarray:
 CHANNEL_MAJOR_BELOW = 16
 
 
+def _sum_per_channel(g: np.ndarray) -> np.ndarray:
+    """g (N, OH, OW, O) summed over all but its last axis, as one vector-matrix product
+    (NumPy's sum down a tall, narrow array is ~20x slower). The other axes are read in their
+    memory order, so the (O, N*OH*OW) matrix is a view for every layout the convs produce."""
+    pixel_axes = sorted(range(3), key=lambda axis: -g.strides[axis])
+    g2 = g.transpose(3, *pixel_axes).reshape(g.shape[3], -1)
+    return parallel.matmul(g2, np.ones((g2.shape[1], 1), dtype=g2.dtype))[:, 0]
+
+
 class Conv2d(Op):
     """Cross-correlation of x (N, C, H, W) with weight (O, C, kh, kw), plus bias (O,).
 
-    Two algorithms, chosen by `winograd.applies` (`self.algorithm` tells which ran):
+    Three algorithms (`self.algorithm` tells which ran):
     - "im2col": every window becomes a row of `cols` (N*OH*OW, kh*kw*C), channels-last, and
       out = cols @ W^T with W the weight as (O, kh*kw*C). Backward is GEMMs too: d/dW =
       grad^T @ cols, and d/dcols = grad @ W one kernel offset at a time, each slice added back
       into the (padded) input pixels it came from.
     - "winograd": 3x3 kernels at stride 1 with 2+ input channels, F(4x4, 3x3) in
       `winograd.py`, 4x fewer multiplies.
+    - "batch-last": im2col for one input channel and few output channels, with the batch as
+      the innermost axis of cols and of the output memory (O, OH, OW, N).
     d/dbias = grad summed over batch and pixels.
     """
 
@@ -443,11 +461,63 @@ class Conv2d(Op):
             out, self.saved = winograd.forward(
                 x, weight, bias, keep_patches=self.needs_input_grad[1]
             )
+        elif c == 1 and o < CHANNEL_MAJOR_BELOW:
+            self.algorithm = "batch-last"
+            out = self._batch_last_forward(x, weight, bias)
         else:
             self.algorithm = "im2col"
             out = self._im2col_forward(x, weight, bias)
-        # memory stays NHWC (cheap for the next GEMM); the view is NCHW as the API promises
+        # out is an (N, OH, OW, O) view whatever its memory order; the result is NCHW
         return out.transpose(0, 3, 1, 2)
+
+    def _batch_last_forward(self, x, weight, bias):
+        """One input channel, few output channels (a first layer): memory (O, OH, OW, N).
+
+        With the batch innermost, every view the ReLU and 2x2 max-pool after this conv take
+        is made of runs of N numbers, instead of runs of a few channels or a 13-pixel half row;
+        NumPy's per-run cost then vanishes and those ops run 3-5x faster.
+        """
+        n, c, hp, wp, oh, ow, kh, kw, sh, sw, ph, pw = self.geometry
+        o = weight.shape[0]
+        image = np.ascontiguousarray(x[..., 0].transpose(1, 2, 0))  # (Hp, Wp, N)
+        s0, s1, s2 = image.strides
+        windows = as_strided(
+            image, (kh, kw, oh, ow, n), (s0, s1, s0 * sh, s1 * sw, s2), writeable=False
+        )
+        cols = np.ascontiguousarray(windows).reshape(kh * kw, oh * ow * n)
+        w2 = weight.reshape(o, kh * kw)
+        out = parallel.matmul(w2, cols)  # (O, OH*OW*N)
+        if bias is not None:
+            out += bias[:, None]
+        self.cols = cols if self.needs_input_grad[1] else None
+        self.w2 = w2
+        return out.reshape(o, oh, ow, n).transpose(3, 1, 2, 0)
+
+    def _batch_last_backward(self, g):
+        n, c, hp, wp, oh, ow, kh, kw, sh, sw, ph, pw = self.geometry
+        o = self.w2.shape[0]
+        g2 = g.transpose(3, 1, 2, 0).reshape(o, oh * ow * n)  # a view in forward's layout
+        gx = grad_w = None
+        if self.needs_input_grad[1]:
+
+            def part_weight_grad(part):
+                # g @ cols^T sums over every pixel of the batch: one product per output row,
+                # then a sum. OpenBLAS is ~5x slower on one product with such a huge inner size.
+                rows = slice(part.start * ow * n, part.stop * ow * n)
+                a = g2[:, rows].reshape(o, -1, ow * n).transpose(1, 0, 2)
+                b = self.cols[:, rows].reshape(kh * kw, -1, ow * n).transpose(1, 2, 0)
+                return np.matmul(a, b).sum(axis=0)
+
+            parts = parallel.split(oh, part_weight_grad, macs=g2.size * kh * kw)
+            grad_w = sum(parts[1:], start=parts[0]).reshape(o, 1, kh, kw)
+        if self.needs_input_grad[0]:
+            dcols = parallel.matmul(self.w2.T, g2).reshape(kh, kw, oh, ow, n)
+            image_grad = np.zeros((hp, wp, n), dtype=g.dtype)
+            for i in range(kh):
+                for j in range(kw):
+                    image_grad[i : i + sh * oh : sh, j : j + sw * ow : sw] += dcols[i, j]
+            gx = image_grad.transpose(2, 0, 1)[..., None]  # (N, Hp, Wp, 1)
+        return gx, grad_w
 
     def _im2col_forward(self, x, weight, bias):
         n, c, hp, wp, oh, ow, kh, kw, sh, sw, ph, pw = self.geometry
@@ -501,13 +571,13 @@ class Conv2d(Op):
         need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
         if self.algorithm == "winograd":
             gx, grad_w = winograd.backward(self.saved, g, need_x, need_w)
+        elif self.algorithm == "batch-last":
+            gx, grad_w = self._batch_last_backward(g)
         else:
             gx, grad_w = self._im2col_backward(g)
         grad_b = None
         if self.has_bias and self.needs_input_grad[2]:
-            # a vector-matrix product: NumPy's sum down a tall, narrow array is 20x slower
-            g2 = g.reshape(-1, g.shape[-1])
-            grad_b = parallel.matmul(np.ones((1, len(g2)), dtype=g2.dtype), g2)[0]
+            grad_b = _sum_per_channel(g)
         grad_x = None if gx is None else gx[:, ph : hp - ph, pw : wp - pw].transpose(0, 3, 1, 2)
         return grad_x, grad_w, grad_b
 

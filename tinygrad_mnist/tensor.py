@@ -277,7 +277,7 @@ class Tensor:
                 elif g.base is None and id(g) not in shared:
                     node.grad = g  # a fresh array from an op's backward: no copy needed
                 else:
-                    node.grad = g.copy()
+                    node.grad = g.copy(order="K")  # in g's memory layout
                 shared.add(id(node.grad))
                 if node._op is None:
                     continue
