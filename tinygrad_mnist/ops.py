@@ -126,6 +126,9 @@ class Pow(Op):
         return (grad * (p * self.x ** (p - 1)),)
 
 
+RELU_ZEROS_BYTES = 2 << 20
+
+
 class ReLU(Op):
     """max(x, 0).   d/dx = 1 where x > 0, else 0"""
 
@@ -137,9 +140,12 @@ class ReLU(Op):
         out = np.empty_like(x)
 
         def part_relu(part):
-            # against an array of zeros: NumPy's max with a scalar skips its SIMD loop and
-            # takes 3x as long, more than allocating the zeros
-            np.maximum(x[part], np.zeros_like(x[part]), out=out[part])
+            # NumPy's max with a scalar skips its SIMD loop: on arrays that fit in cache a max
+            # against zeros is ~2x faster even with their allocation; on larger ones memory
+            # is the limit either way and the zeros would only add traffic
+            piece = x[part]
+            zero = np.zeros_like(piece) if piece.nbytes <= RELU_ZEROS_BYTES else piece.dtype.type(0)
+            np.maximum(piece, zero, out=out[part])
 
         parallel.split(len(x), part_relu, elements=x.size)
         self.out = out
