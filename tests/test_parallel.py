@@ -72,7 +72,8 @@ def test_matmul_equals_numpy(a_shape, b_shape, two_cores):
     np.testing.assert_allclose(parallel.matmul(a.T.copy().T, b), a @ b, rtol=1e-12, atol=1e-12)
 
 
-def test_a_training_step_is_the_same_on_one_or_two_threads(monkeypatch):
+@pytest.mark.parametrize("name", ["seed-cnn", "lenet-cnn"])
+def test_a_training_step_is_the_same_on_one_or_two_threads(name, monkeypatch):
     """Splitting the batch changes nothing but the speed."""
     from tinygrad_mnist import Tensor
     from tinygrad_mnist.models import build_model
@@ -85,7 +86,7 @@ def test_a_training_step_is_the_same_on_one_or_two_threads(monkeypatch):
         monkeypatch.setenv("TINYGRAD_MNIST_THREADS", threads)
         monkeypatch.setattr(parallel, "MIN_SPLIT_ELEMENTS", 1)
         manual_seed(0)
-        model = build_model("lenet-cnn").double()
+        model = build_model(name).double()
         nll_loss(model(Tensor(x)), np.arange(8) % 10).backward()
         grads.append([p.grad for p in model.parameters()])
     for one, two in zip(*grads, strict=True):

@@ -485,19 +485,31 @@ class Conv2d(Op):
         """
         n, c, hp, wp, oh, ow, kh, kw, sh, sw, ph, pw = self.geometry
         o = weight.shape[0]
-        image = np.ascontiguousarray(x[..., 0].transpose(1, 2, 0))  # (Hp, Wp, N)
+        image = np.empty((hp, wp, n), dtype=x.dtype)  # the input with the batch last
+
+        def part_transpose(rows):
+            np.copyto(image[rows], x[:, rows, :, 0].transpose(1, 2, 0))
+
+        parallel.split(hp, part_transpose, elements=image.size * 4)  # a strided gather
         s0, s1, s2 = image.strides
         windows = as_strided(
             image, (kh, kw, oh, ow, n), (s0, s1, s0 * sh, s1 * sw, s2), writeable=False
         )
-        cols = np.ascontiguousarray(windows).reshape(kh * kw, oh * ow * n)
+        store = np.empty(windows.shape, dtype=x.dtype)
         w2 = weight.reshape(o, kh * kw)
-        out = parallel.matmul(w2, cols)  # (O, OH*OW*N)
-        if bias is not None:
-            out += bias[:, None]
-        self.cols = cols if self.needs_input_grad[1] else None
+        out = np.empty((o, oh, ow, n), dtype=np.result_type(x, weight))
+
+        def part_forward(rows):  # output rows
+            np.copyto(store[:, :, rows], windows[:, :, rows])
+            cols = store[:, :, rows].reshape(kh * kw, -1)
+            np.matmul(w2, cols, out=out[:, rows].reshape(o, -1))
+            if bias is not None:
+                out[:, rows] += bias[:, None, None, None]
+
+        parallel.split(oh, part_forward, elements=store.size, macs=store.size * o)
+        self.cols = store.reshape(kh * kw, -1) if self.needs_input_grad[1] else None
         self.w2 = w2
-        return out.reshape(o, oh, ow, n).transpose(3, 1, 2, 0)
+        return out.transpose(3, 1, 2, 0)
 
     def _batch_last_backward(self, g):
         n, c, hp, wp, oh, ow, kh, kw, sh, sw, ph, pw = self.geometry
