@@ -361,6 +361,9 @@ def test_subclass_must_call_super_init():
         def __init__(self):
             self.layer = nn.Linear(2, 2)
 
+        def forward(self, x):
+            return self.layer(x)
+
     with pytest.raises(RuntimeError, match=r"super\(\).__init__\(\)"):
         Broken()
 
@@ -573,3 +576,14 @@ def test_saved_weights_get_the_usual_permissions(tmp_path):
         assert path.stat().st_mode & 0o777 == 0o644
     finally:
         os.umask(umask)
+
+
+def test_a_module_without_forward_cannot_be_created():
+    """Module is abstract, as Op is: a subclass that forgets forward() fails when created."""
+
+    class Forgetful(nn.Module):
+        def __init__(self):
+            super().__init__()
+
+    with pytest.raises(TypeError, match="forward"):
+        Forgetful()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from ..files import write_atomically
 from ..tensor import Tensor
 
 
-class Module:
+class Module(ABC):
     """A layer or a model. Assigning a Tensor that requires grad, or another Module, to an
     attribute registers it, so `named_parameters()` finds it under a dotted name (`0.weight`).
     """
@@ -38,8 +39,9 @@ class Module:
 
     # ------------------------------------------------------------ running
 
+    @abstractmethod
     def forward(self, *args, **kwargs):
-        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+        """The layer's computation; every Module subclass defines it (called by `__call__`)."""
 
     def __call__(self, *args, **kwargs):
         out = self.forward(*args, **kwargs)
