@@ -1,7 +1,7 @@
 """The Winograd F(4x4, 3x3) convolution: same values and gradients as PyTorch, chosen where it wins.
 
-`winograd.applies` picks it only for 3x3 stride-1 convs with enough channels; tests that need it
-on small shapes lower the channel minimums with monkeypatch, so gradcheck stays cheap.
+`winograd.applies` picks it only for 3x3 stride-1 convs with two or more input channels; tests
+that need it for one input channel lower that minimum with monkeypatch.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ F = torch.nn.functional
 
 @pytest.fixture
 def always_winograd(monkeypatch):
-    """Take the Winograd path for any channel count."""
+    """Take the Winograd path for any input channel count."""
     monkeypatch.setattr(winograd, "MIN_IN_CHANNELS", 1)
 
 
