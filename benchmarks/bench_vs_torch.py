@@ -38,7 +38,11 @@ from tinygrad_mnist import Tensor, no_grad, ops
 from tinygrad_mnist.data import load_sample, preprocess
 from tinygrad_mnist.models import build_model
 from tinygrad_mnist.nn.functional import nll_loss
+from tinygrad_mnist.kernels.allocator import tune_allocator
 from tinygrad_mnist.optim import Adam
+
+# as a training run (`fit`, the CLI) does; both frameworks share this process and its allocator
+tune_allocator()
 
 MODELS = ("seed-cnn", "lenet-cnn")
 TORCH_THREADS = 2

@@ -18,7 +18,8 @@ import time
 import numpy as np
 import torch
 
-from tinygrad_mnist import Tensor, winograd
+from tinygrad_mnist import Tensor
+from tinygrad_mnist.kernels import winograd
 from tinygrad_mnist import ops as tg_ops
 
 CHANNELS = [

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from tinygrad_mnist.allocator import tune_allocator
+from tinygrad_mnist.kernels.allocator import tune_allocator
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc tuning is Linux-only")

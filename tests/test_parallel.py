@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from tinygrad_mnist import parallel
+from tinygrad_mnist.kernels import parallel
 
 BIG = 1 << 30  # elements: a job always worth splitting
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from helpers import check_op
 
-from tinygrad_mnist import Tensor, winograd
+from tinygrad_mnist import Tensor
+from tinygrad_mnist.kernels import winograd
 from tinygrad_mnist.models import build_model
 
 torch = pytest.importorskip("torch")

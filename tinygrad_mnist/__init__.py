@@ -8,14 +8,11 @@ array([4., 6.], dtype=float32)
 """
 
 from . import data, nn, optim, train, viz
-from .allocator import tune_allocator
 from .gradcheck import GradcheckError, gradcheck
 from .tensor import Tensor, is_grad_enabled, no_grad
 from .train import evaluate, fit
 
 __version__ = "0.1.0"
-
-tune_allocator()
 
 
 def __getattr__(name: str):

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import data, nn, optim, plots, train
 from .files import write_atomically
+from .kernels.allocator import tune_allocator
 from .models import MODELS, build_model
 from .tensor import Tensor
 
@@ -420,6 +421,7 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "graph": cmd_graph}
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default sys.argv[1:]); returns the exit status."""
     args = make_parser().parse_args(argv)
+    tune_allocator()  # a command runs the same steps many times: keep freed memory for them
     try:
         return COMMANDS[args.command](args)
     except CommandError as err:

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import parallel, winograd
+from .kernels import parallel, winograd
 
 
 class Op(ABC):

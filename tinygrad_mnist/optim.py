@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from . import parallel
+from .kernels import parallel
 from .tensor import Tensor
 
 

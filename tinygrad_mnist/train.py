@@ -26,6 +26,7 @@ from tqdm import tqdm
 from . import nn
 from .data import batches
 from .files import write_atomically
+from .kernels.allocator import tune_allocator
 from .optim import Optimizer
 from .tensor import Tensor, no_grad
 
@@ -327,7 +328,11 @@ def fit(
     (iteration, total iterations) returning a factor) scales the optimizer's initial learning
     rate before every step; None keeps it constant. `progress` shows a tqdm bar with the loss
     and the running training accuracy.
+
+    Starting a run also turns on the allocator tuning of `kernels.allocator.tune_allocator`
+    (freed memory is kept for the next step; `TINYGRAD_MNIST_MALLOC_TUNING=0` leaves it off).
     """
+    tune_allocator()
     x, y = _check_pair(train, "train")
     test_pair = _check_pair(test, "test") if test is not None else None
     batch_size = _positive_int(batch_size, "batch_size")

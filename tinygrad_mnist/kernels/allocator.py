@@ -8,6 +8,11 @@ step: ~75 ms -> ~62 ms with this tuning, benchmarks/bench_vs_torch.py). Raising 
 and trim thresholds makes freed blocks reusable instead. Peak memory does not grow; memory is
 just not handed back to the kernel between steps.
 
+Importing the package changes nothing: the training entry points (`fit` and the
+`tinygrad-mnist` command) call `tune_allocator()` when they start, because they are the programs
+that run the same step thousands of times. A user's own loop can call it too. It is a
+process-wide setting: it stays on for the rest of the process.
+
 Linux/glibc only; elsewhere, or with TINYGRAD_MNIST_MALLOC_TUNING=0, nothing is changed.
 """
 

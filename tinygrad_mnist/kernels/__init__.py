@@ -1,0 +1,1 @@
+"""The engine room: fast implementations of some textbook ops (package in progress)."""
