@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tinygrad_mnist import Tensor, ops
+from tinygrad_mnist.tensor import topological_order
 from tinygrad_mnist.models import build_model
 from tinygrad_mnist.nn.functional import nll_loss
 from tinygrad_mnist.optim import Adam
@@ -173,7 +174,7 @@ def test_training_step_stays_float32(name, monkeypatch):
     x = np.random.default_rng(5).random((4, 1, 28, 28), dtype=np.float32)
     out = model(Tensor(x))
     loss = nll_loss(out, np.array([0, 1, 2, 3]))
-    graph = loss._topological_order()
+    graph = topological_order(loss, only_requiring_grad=True)
     assert {t.dtype for t in graph} == {np.dtype(np.float32)}
     loss.backward()
     optimizer.step()

@@ -106,6 +106,10 @@ class Tensor:
 
     __array_priority__ = 1000  # so `ndarray * Tensor` defers to Tensor.__rmul__
 
+    module_calls: tuple = ()
+    """The module calls that returned this tensor, innermost first, as (module, input tensors)
+    pairs: set by `nn.Module.__call__`, read by the graph drawer to box each layer's ops."""
+
     def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
         self.data: np.ndarray = _to_array(data, dtype)
         if requires_grad and self.data.dtype.kind != "f":
@@ -267,7 +271,7 @@ class Tensor:
         # arrays a tensor's .grad may not take over without a copy: the caller's, and those
         # already stored as some .grad (an op like add hands one array to both its inputs)
         shared = {id(seed)} if grad is not None else set()
-        for node in reversed(self._topological_order()):
+        for node in reversed(topological_order(self, only_requiring_grad=True)):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
@@ -289,25 +293,6 @@ class Tensor:
                 pg = pg.astype(parent.dtype, copy=False)
                 key = id(parent)
                 grads[key] = pg if key not in grads else grads[key] + pg
-
-    def _topological_order(self) -> list[Tensor]:
-        """Every tensor in the graph below self, inputs before outputs (iterative DFS)."""
-        order: list[Tensor] = []
-        visited: set[int] = set()
-        stack: list[tuple[Tensor, bool]] = [(self, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)
-                continue
-            if id(node) in visited:
-                continue
-            visited.add(id(node))
-            stack.append((node, True))
-            for parent in node._parents:
-                if parent.requires_grad and id(parent) not in visited:
-                    stack.append((parent, False))
-        return order
 
     def retain_grad(self) -> Tensor:
         """Keep `.grad` on this intermediate tensor during backward (leaves always keep it)."""
@@ -595,6 +580,38 @@ class Tensor:
         """Mean cross-entropy of logits (N, C) against class indices (N,) (fused and stable)."""
         targets = _check_targets(self, targets, "cross_entropy")
         return Tensor._apply(ops.CrossEntropy, self, targets=targets)
+
+
+def topological_order(
+    root: Tensor, *, only_requiring_grad: bool = False, limit: int | None = None
+) -> list[Tensor] | None:
+    """Every tensor in the graph below `root`, inputs before outputs, each once.
+
+    An iterative depth-first walk (no recursion, so a chain of 100,000 ops is fine) that visits
+    each op's inputs in their order. `only_requiring_grad` skips inputs that need no gradient
+    (what backward walks); `limit` stops the walk and returns None as soon as it has seen more
+    than `limit` tensors (what the graph drawer uses to refuse huge graphs cheaply).
+    """
+    order: list[Tensor] = []
+    seen: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if limit is not None and len(seen) > limit:
+            return None
+        stack.append((node, True))
+        stack.extend(
+            (parent, False)
+            for parent in reversed(node._parents)
+            if id(parent) not in seen and (parent.requires_grad or not only_requiring_grad)
+        )
+    return order
 
 
 def _plain_index(index):

@@ -49,7 +49,7 @@ class Module(ABC):
             # remember which module made this tensor from which inputs, so the graph drawer
             # can box each layer's ops (innermost module first, Sequential last)
             inputs = tuple(a for a in args if isinstance(a, Tensor))
-            out.module_calls = [*getattr(out, "module_calls", ()), (self, inputs)]
+            out.module_calls = (*out.module_calls, (self, inputs))
         return out
 
     # ------------------------------------------------------------ structure
