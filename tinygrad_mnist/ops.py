@@ -26,6 +26,8 @@ class Op(ABC):
     drawer and error messages can read them; `needs_input_grad` says which inputs want a gradient.
     """
 
+    kernel = "reference"  # which implementation ran: the textbook's, or a kernel's name
+
     def __init__(self, needs_input_grad: tuple[bool, ...]):
         self.needs_input_grad = needs_input_grad
         self.attrs: dict = {}
