@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import ops
+from . import checks, ops
 
 _grad_enabled = True
 
@@ -518,17 +518,7 @@ class Tensor:
     def matmul(self, other) -> Tensor:
         """Matrix product (2-D, batched or with vectors, as `np.matmul`)."""
         other = self._lift(other)
-        if not ops._matmul_shapes_ok(self.data, other.data):
-            raise ValueError(
-                f"matmul: shapes {self.shape} and {other.shape} do not fit; the last axis of "
-                "the first must equal the second-to-last axis of the second"
-            )
-        try:
-            np.broadcast_shapes(self.shape[:-2], other.shape[:-2])
-        except ValueError:
-            raise ValueError(
-                f"matmul: batch shapes of {self.shape} and {other.shape} cannot be broadcast"
-            ) from None
+        checks.matmul_shapes(self.shape, other.shape)
         return Tensor._apply(ops.MatMul, self, other)
 
     def conv2d(self, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
@@ -537,31 +527,21 @@ class Tensor:
         Shapes: self (N, C, H, W), weight (O, C, kh, kw), bias (O,) -> (N, O, OH, OW) with
         OH = (H + 2*ph - kh) // sh + 1.
         """
-        stride = ops._pair(stride, "stride", "conv2d")
-        padding = ops._pair(padding, "padding", "conv2d")
+        stride = checks.pair(stride, "stride", "conv2d")
+        padding = checks.pair(padding, "padding", "conv2d")
         weight = self._lift(weight)
         bias = None if bias is None else self._lift(bias)
-        _check_conv(self, weight, bias, stride, padding)
+        checks.conv2d_arguments(
+            self.shape, weight.shape, None if bias is None else bias.shape, stride, padding
+        )
         inputs = (self, weight) if bias is None else (self, weight, bias)
         return Tensor._apply(ops.Conv2d, *inputs, stride=stride, padding=padding)
 
     def max_pool2d(self, kernel_size=2, stride=None) -> Tensor:
         """Max over kernel windows of an (N, C, H, W) tensor; stride defaults to kernel_size."""
-        kernel = ops._pair(kernel_size, "kernel_size", "max_pool2d")
-        stride = kernel if stride is None else ops._pair(stride, "stride", "max_pool2d")
-        if self.ndim != 4:
-            raise ValueError(
-                f"max_pool2d: expected a 4-D input (N, C, H, W), got shape {self.shape}"
-            )
-        if min(kernel) < 1 or min(stride) < 1:
-            raise ValueError(
-                f"max_pool2d: kernel_size {kernel} and stride {stride} must be positive"
-            )
-        if kernel[0] > self.shape[2] or kernel[1] > self.shape[3]:
-            raise ValueError(
-                f"max_pool2d: kernel {kernel} is larger than the input's spatial size "
-                f"{self.shape[2:]} (input shape {self.shape})"
-            )
+        kernel = checks.pair(kernel_size, "kernel_size", "max_pool2d")
+        stride = kernel if stride is None else checks.pair(stride, "stride", "max_pool2d")
+        checks.pool2d_arguments("max_pool2d", self.shape, kernel, stride)
         return Tensor._apply(ops.MaxPool2d, self, kernel_size=kernel, stride=stride)
 
     def softmax(self, axis: int = -1) -> Tensor:
@@ -574,11 +554,12 @@ class Tensor:
 
     def nll_loss(self, targets) -> Tensor:
         """Mean negative log-likelihood of class indices `targets` (N,) under log-probs (N, C)."""
-        return Tensor._apply(ops.NLLLoss, self, targets=_check_targets(self, targets, "nll_loss"))
+        targets = checks.class_targets(self.shape, _index_array(targets), "nll_loss")
+        return Tensor._apply(ops.NLLLoss, self, targets=targets)
 
     def cross_entropy(self, targets) -> Tensor:
         """Mean cross-entropy of logits (N, C) against class indices (N,) (fused and stable)."""
-        targets = _check_targets(self, targets, "cross_entropy")
+        targets = checks.class_targets(self.shape, _index_array(targets), "cross_entropy")
         return Tensor._apply(ops.CrossEntropy, self, targets=targets)
 
 
@@ -614,6 +595,10 @@ def topological_order(
     return order
 
 
+def _index_array(targets) -> np.ndarray:
+    return targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+
+
 def _plain_index(index):
     """Replace Tensors inside an index by their arrays."""
     if isinstance(index, Tensor):
@@ -621,49 +606,3 @@ def _plain_index(index):
     if isinstance(index, tuple):
         return tuple(i.data if isinstance(i, Tensor) else i for i in index)
     return index
-
-
-def _check_conv(x: Tensor, w: Tensor, b: Tensor | None, stride, padding) -> None:
-    shapes = f"(input shape {x.shape}, weight shape {w.shape})"
-    if x.ndim != 4:
-        raise ValueError(f"conv2d: expected a 4-D input (N, C, H, W) {shapes}")
-    if w.ndim != 4:
-        raise ValueError(f"conv2d: expected a 4-D weight (out, in, kh, kw) {shapes}")
-    if x.shape[1] != w.shape[1]:
-        raise ValueError(
-            f"conv2d: input has {x.shape[1]} channels but weight expects {w.shape[1]} {shapes}"
-        )
-    if min(stride) < 1 or min(padding) < 0:
-        raise ValueError(
-            f"conv2d: stride {stride} must be >= 1 and padding {padding} >= 0 {shapes}"
-        )
-    h, wd = x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1]
-    if w.shape[2] > h or w.shape[3] > wd:
-        raise ValueError(
-            f"conv2d: kernel {w.shape[2:]} is larger than the padded input {(h, wd)} {shapes}"
-        )
-    if b is not None and b.shape != (w.shape[0],):
-        raise ValueError(
-            f"conv2d: bias has shape {b.shape} but the weight has {w.shape[0]} output channels; "
-            f"expected bias shape ({w.shape[0]},)"
-        )
-
-
-def _check_targets(scores: Tensor, targets, name: str) -> np.ndarray:
-    """Class indices as an integer array (N,) that fits scores (N, C)."""
-    t = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
-    if scores.ndim != 2:
-        raise ValueError(f"{name}: expected scores of shape (N, classes), got {scores.shape}")
-    if t.dtype.kind not in "iu":
-        raise TypeError(f"{name}: targets must be integer class indices, got dtype {t.dtype}")
-    if t.shape != (scores.shape[0],):
-        raise ValueError(
-            f"{name}: targets have shape {t.shape} but scores have shape {scores.shape}; "
-            f"expected targets of shape ({scores.shape[0]},)"
-        )
-    if t.size and (t.min() < 0 or t.max() >= scores.shape[1]):
-        raise ValueError(
-            f"{name}: targets must be class indices in [0, {scores.shape[1] - 1}], "
-            f"got values from {t.min()} to {t.max()}"
-        )
-    return t.astype(np.intp, copy=False)

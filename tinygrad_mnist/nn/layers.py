@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops import _pair
+from ..checks import pair
 from ..tensor import Tensor
 from . import init
 from .module import Module
@@ -33,9 +33,9 @@ class Conv2d(Module):
     ):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2d")
-        self.stride = _pair(stride, "stride", "Conv2d")
-        self.padding = _pair(padding, "padding", "Conv2d")
+        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d")
+        self.stride = pair(stride, "stride", "Conv2d")
+        self.padding = pair(padding, "padding", "Conv2d")
         if in_channels < 1 or out_channels < 1 or min(self.kernel_size) < 1:
             raise ValueError(
                 f"Conv2d: channels and kernel size must be positive, got in_channels="
@@ -105,8 +105,8 @@ class MaxPool2d(Module):
 
     def __init__(self, kernel_size, stride=None):
         super().__init__()
-        self.kernel_size = _pair(kernel_size, "kernel_size", "MaxPool2d")
-        self.stride = self.kernel_size if stride is None else _pair(stride, "stride", "MaxPool2d")
+        self.kernel_size = pair(kernel_size, "kernel_size", "MaxPool2d")
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride", "MaxPool2d")
 
     def forward(self, x: Tensor) -> Tensor:
         return x.max_pool2d(self.kernel_size, self.stride)
