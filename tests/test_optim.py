@@ -210,3 +210,85 @@ def test_large_and_0d_parameters_match_torch(optimizer_name, monkeypatch):
         torch_opt.step()
     for p, t in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------- state_dict (checkpoints)
+
+
+def _steps(model, opt, n):
+    x, y = _data()
+    for _ in range(n):
+        opt.zero_grad()
+        F.cross_entropy(model(Tensor(x.astype(np.float32))), y).backward()
+        opt.step()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda p: optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-3),
+     lambda p: optim.Adam(p, lr=0.01, betas=(0.8, 0.99), weight_decay=1e-3)],
+    ids=["SGD", "Adam"],
+)
+def test_state_dict_resumes_bit_for_bit(make):
+    model = _model(np.float32)
+    opt = make(model.parameters())
+    _steps(model, opt, 3)
+    weights, state = model.state_dict(), opt.state_dict()
+    _steps(model, opt, 4)
+    expected = model.state_dict()
+
+    resumed = _model(np.float32).load_state_dict(weights)
+    fresh = make(resumed.parameters())
+    fresh.lr = 123.0  # overwritten by the loaded group, as in PyTorch
+    fresh.load_state_dict(state)
+    assert fresh.lr == opt.lr
+    _steps(resumed, fresh, 4)
+    for name, array in resumed.state_dict().items():
+        np.testing.assert_array_equal(array, expected[name], err_msg=name)
+
+
+def test_state_dict_has_pytorchs_structure():
+    torch = pytest.importorskip("torch")
+    model = _model(np.float32)
+    opt = optim.Adam(model.parameters(), lr=0.01)
+    before = opt.state_dict()
+    assert before["state"] == {} and before["param_groups"][0]["params"] == [0, 1, 2, 3]
+    _steps(model, opt, 2)
+    ours = opt.state_dict()
+    theirs = torch.optim.Adam([torch.zeros(2, requires_grad=True)], lr=0.01)
+    theirs_state = theirs.state_dict()
+    assert set(ours) == set(theirs_state) == {"state", "param_groups"}
+    assert set(ours["param_groups"][0]) <= set(theirs_state["param_groups"][0])
+    assert set(ours["state"][0]) == {"step", "exp_avg", "exp_avg_sq"} and ours["state"][0]["step"] == 2
+    sgd = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    _steps(model, sgd, 1)
+    assert set(sgd.state_dict()["state"][3]) == {"momentum_buffer"}
+    # the arrays are copies: stepping on does not change a saved state
+    saved = ours["state"][0]["exp_avg"].copy()
+    _steps(model, opt, 1)
+    np.testing.assert_array_equal(ours["state"][0]["exp_avg"], saved)
+
+
+def test_load_state_dict_rejects_what_does_not_fit():
+    model = _model(np.float32)
+    opt = optim.Adam(model.parameters())
+    _steps(model, opt, 1)
+    state = opt.state_dict()
+    other = optim.Adam(_model(np.float32).parameters()[:2])
+    with pytest.raises(ValueError, match="one parameter group of 2 parameters"):
+        other.load_state_dict(state)
+    state["state"][1]["exp_avg"] = np.zeros(7)
+    with pytest.raises(ValueError, match=r"exp_avg.*parameter 1.*\(7,\)"):
+        optim.Adam(model.parameters()).load_state_dict(state)
+    with pytest.raises(ValueError, match="'state' and 'param_groups'"):
+        opt.load_state_dict({"weights": 1})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_nan_and_inf_options_are_refused(value):
+    w = Tensor(np.zeros(3, dtype=np.float32), requires_grad=True)
+    for make in (lambda: optim.Adam([w], lr=value), lambda: optim.SGD([w], lr=value),
+                 lambda: optim.SGD([w], lr=0.1, momentum=value),
+                 lambda: optim.Adam([w], eps=value)):
+        with pytest.raises(ValueError, match=f"finite number >= 0, got {value}"):
+            make()
