@@ -413,7 +413,7 @@ def test_lenet_collapsed_is_one_node_per_layer(lenet_cnn):
     model, loss = lenet_cnn
     dot = dot_of(loss, params=model, cluster_modules=True, collapse=True)
     assert len(dot.nodes) <= 20
-    layer_titles = [f"{name}: {viz._short_repr(m)}" for name, m in model.named_children()]
+    layer_titles = [f"{name}: {viz.draw.short_repr(m)}" for name, m in model.named_children()]
     for title in layer_titles:
         assert dot.lines(dot.find(title))[0] == title
     assert dot.lines(dot.find("6: Linear(9216, 128)"))[1] == "(3, 128)"

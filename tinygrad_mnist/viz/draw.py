@@ -1,21 +1,5 @@
-"""Draw the computation graph of a tensor with graphviz, to see how backprop flows.
-
->>> loss = model(x).nll_loss(y)
->>> loss.backward()
->>> graph = draw_graph(loss, params=model, cluster_modules=True)
->>> render(graph, "graph.svg")          # or just `graph` as the last line of a Jupyter cell
-
-Every tensor is a node, and edges follow the data from the inputs down to the loss. Op nodes show
-the op name (with its stride/padding/kernel/axis) and the output shape; leaf nodes show their name
-(`0.weight` when `params` is given), shape and dtype; tensors of up to six elements show their
-values. After `backward()` each node that holds a `.grad` shows a summary of it: the value of a
-scalar gradient, or the L2 norm, the largest magnitude and the share of exact zeros (a large
-share below a ReLU means dead units). Nodes holding NaN or Inf are drawn red. In SVG output
-hovering a node shows a preview of its values.
-
-`cluster_modules=True` boxes the ops of each layer call (read from the `module_calls` that
-`Module.__call__` records), and `collapse=True` draws each layer as one node, so a whole CNN stays
-readable. The walk over the graph is iterative and refuses graphs over `max_nodes` quickly.
+"""The drawing half of the graph drawer: what each node says, its colours, the boxes, and
+rendering with graphviz's `dot`. Which nodes, edges and boxes there are comes from `graph.py`.
 """
 
 from __future__ import annotations
@@ -30,9 +14,28 @@ from pathlib import Path
 import graphviz
 import numpy as np
 
-from .files import write_atomically
-from .nn.module import Module
-from .tensor import Tensor
+from .. import ops
+from ..files import write_atomically
+from ..nn.module import Module
+from ..tensor import Tensor
+from .graph import (
+    Edge,
+    Graph,
+    ModuleCall,
+    boxed_calls,
+    collapsed_calls,
+    drawn_edges,
+    drawn_nodes,
+    is_leaf_module,
+    module_calls,
+    module_names,
+    named_tensors,
+    node_keys,
+    owners,
+    parameter_names,
+    reaching,
+    walk,
+)
 
 __all__ = ["GraphvizNotFoundError", "draw_graph", "render"]
 
@@ -57,119 +60,9 @@ class GraphvizNotFoundError(RuntimeError):
     """The graphviz `dot` program, needed to render a graph to a file, is not installed."""
 
 
-# ---------------------------------------------------------------- walking the tensor graph
+# ---------------------------------------------------------------- formatting text
 
-
-@dataclass
-class _Graph:
-    """The tensors below a root, inputs first, with their edges as (parent, child, position)."""
-
-    nodes: list[Tensor]
-    index: dict[int, int]
-    edges: list[tuple[int, int, int]]
-
-
-def _topological(root: Tensor, limit: int) -> list[Tensor] | None:
-    """Every tensor below root, inputs before outputs; None as soon as there are over `limit`."""
-    order: list[Tensor] = []
-    seen: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if len(seen) > limit:
-            return None
-        stack.append((node, True))
-        stack.extend((p, False) for p in reversed(node._parents) if id(p) not in seen)
-    return order
-
-
-def _build_graph(nodes: list[Tensor]) -> _Graph:
-    """Index the walked tensors and list every input edge of every op, in input order."""
-    index = {id(t): i for i, t in enumerate(nodes)}
-    edges = [
-        (index[id(parent)], i, position)
-        for i, t in enumerate(nodes)
-        for position, parent in enumerate(t._parents)
-    ]
-    return _Graph(nodes, index, edges)
-
-
-def _too_many(what: str) -> ValueError:
-    return ValueError(
-        f"draw_graph: {what}; a drawing that big is unreadable and slow. Draw a smaller "
-        "example (fewer ops, e.g. one layer), pass collapse=True (with params=model) to "
-        "draw one node per layer, or raise max_nodes"
-    )
-
-
-def _ancestors(graph: _Graph, tensors: Iterable[Tensor]) -> set[int]:
-    """Positions of the given tensors and everything they were computed from."""
-    found: set[int] = set()
-    stack = [graph.index[id(t)] for t in tensors if id(t) in graph.index]
-    while stack:
-        i = stack.pop()
-        if i in found:
-            continue
-        found.add(i)
-        stack.extend(graph.index[id(p)] for p in graph.nodes[i]._parents)
-    return found
-
-
-def _reaching(graph: _Graph, target: Tensor) -> set[int]:
-    """Positions of the tensors computed from `target` (and target itself): its gradient path."""
-    start = graph.index.get(id(target))
-    if start is None:
-        raise ValueError("draw_graph: the highlight tensor is not part of this graph")
-    path = {start}
-    for i in range(start + 1, len(graph.nodes)):  # nodes are in topological order
-        if any(graph.index[id(p)] in path for p in graph.nodes[i]._parents):
-            path.add(i)
-    return path
-
-
-# ---------------------------------------------------------------- names and module calls
-
-
-@dataclass
-class _Call:
-    """One call of a module: the graph positions of its ops, its output and its label."""
-
-    module: Module
-    output: int
-    members: set[int]
-    label: str
-    name: str | None
-    order: int = 0
-    parent: _Call | None = field(default=None, repr=False)
-
-
-def _parameter_names(params) -> dict[int, str]:
-    """id(tensor) -> name, from a Module's named_parameters or a dict name -> Tensor."""
-    if params is None:
-        return {}
-    if isinstance(params, Module):
-        return {id(t): name for name, t in params.named_parameters()}
-    if isinstance(params, Mapping):
-        return {id(t): str(name) for name, t in params.items()}
-    raise TypeError(
-        f"draw_graph: params must be a Module or a dict name -> Tensor, got {type(params).__name__}"
-    )
-
-
-def _module_names(params) -> dict[int, str]:
-    """id(module) -> dotted name (the root module is "")."""
-    if not isinstance(params, Module):
-        return {}
-    return {id(m): name for name, m in params.named_modules()}
-
-
-# repr noise of the layers' defaults, dropped from cluster labels
+# repr noise of the layers' defaults, dropped from box and collapsed-node labels
 _DEFAULT_NOISE = (
     ", stride=1",
     ", bias=True",
@@ -179,9 +72,10 @@ _DEFAULT_NOISE = (
 )
 
 
-def _short_repr(module: Module) -> str:
-    """`Conv2d(1, 8, kernel_size=3)`: the layer's repr with square pairs and defaults folded."""
-    if module._modules:
+def short_repr(module: Module) -> str:
+    """`Conv2d(1, 8, kernel_size=3)`: the layer's repr with square pairs and defaults folded;
+    just the class name for a container."""
+    if not is_leaf_module(module):
         return type(module).__name__
     text = re.sub(r"\((\d+), \1\)", r"\1", f"{type(module).__name__}({module.extra_repr()})")
     for noise in _DEFAULT_NOISE:
@@ -189,68 +83,9 @@ def _short_repr(module: Module) -> str:
     return text
 
 
-def _module_calls(graph: _Graph, module_names: dict[int, str]) -> list[_Call]:
-    """Every recorded module call in the graph, innermost first, each with its nesting parent."""
-    calls: list[_Call] = []
-    for out_pos, tensor in enumerate(graph.nodes):
-        for depth, (module, inputs) in enumerate(getattr(tensor, "module_calls", ())):
-            members = _call_members(graph, out_pos, inputs)
-            if not members:
-                continue
-            name = module_names.get(id(module))
-            label = _short_repr(module) if not name else f"{name}: {_short_repr(module)}"
-            calls.append(_Call(module, out_pos, members, label, name, order=depth))
-    calls.sort(key=lambda c: (len(c.members), c.order, c.output))
-    _link_parents(calls)
-    return calls
-
-
-def _call_members(graph: _Graph, out_pos: int, inputs) -> set[int]:
-    """Ancestors-or-equal of the output that are not ancestors-or-equal of the call's inputs.
-
-    Only tensors placed before the last input in the topological order can be ancestors of
-    the inputs, so the inputs' ancestors are collected only when such a tensor is met.
-    """
-    last_input = max((graph.index.get(id(t), -1) for t in inputs), default=-1)
-    before: set[int] | None = None
-    members: set[int] = set()
-    stack = [out_pos]
-    while stack:
-        i = stack.pop()
-        if i in members:
-            continue
-        if i <= last_input:
-            before = _ancestors(graph, inputs) if before is None else before
-            if i in before:
-                continue
-        members.add(i)
-        stack.extend(graph.index[id(p)] for p in graph.nodes[i]._parents)
-    return members
-
-
-def _link_parents(calls: list[_Call]) -> None:
-    """Give each call the smallest later call that contains all of its members."""
-    for k, call in enumerate(calls):
-        call.parent = next((c for c in calls[k + 1 :] if call.members <= c.members), None)
-
-
-def _collapsed_calls(calls: list[_Call], collapse, module_names: dict[int, str]) -> list[_Call]:
-    """The calls drawn as one node: all leaf layers (collapse=True) or the named modules."""
-    if collapse is False or collapse is None:
-        return []
-    if collapse is True:
-        return [c for c in calls if not c.module._modules]
-    wanted = [collapse] if isinstance(collapse, str) else list(collapse)
-    unknown = [n for n in wanted if n not in module_names.values()]
-    if unknown:
-        raise ValueError(
-            f"draw_graph: collapse names {unknown} are not modules of params; expected some of "
-            f"{sorted(n for n in module_names.values() if n)} (pass params=model)"
-        )
-    return [c for c in calls if c.name in wanted]
-
-
-# ---------------------------------------------------------------- formatting text
+def _call_label(call: ModuleCall) -> str:
+    """`0: Conv2d(1, 8, kernel_size=3)`, or without the name when params did not name it."""
+    return f"{call.name}: {short_repr(call.module)}" if call.name else short_repr(call.module)
 
 
 def _fmt(value) -> str:
@@ -293,20 +128,37 @@ def _attr_text(name: str, value) -> str:
 
 
 # the operator of the arithmetic ops, shown next to their name: "Mul (*)"
-_SYMBOLS = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/", "Neg": "-x", "MatMul": "@"}
+_SYMBOLS: dict[type[ops.Op], str] = {
+    ops.Add: "+",
+    ops.Sub: "-",
+    ops.Mul: "*",
+    ops.Div: "/",
+    ops.Neg: "-x",
+    ops.MatMul: "@",
+}
+
+
+def _symbol(op: ops.Op) -> str | None:
+    """The operator of an arithmetic op, found by class, so a kernel subclass shares it."""
+    return next((_SYMBOLS[c] for c in type(op).__mro__ if c in _SYMBOLS), None)
+
+
+def _kernel(op: ops.Op) -> str | None:
+    """The name of the fast kernel that ran the op, or None for the textbook implementation."""
+    return None if op.kernel == ops.Op.kernel else str(op.kernel)
 
 
 def _op_details(tensor: Tensor) -> str:
     """The op's attributes: kernel/stride/padding for conv and pool, axis and friends else."""
-    op = tensor._op
+    op = tensor.op
     attrs = dict(op.attrs)
-    if op.name == "Conv2d":
-        kernel = tensor._parents[1].shape[2:]
+    if isinstance(op, ops.Conv2d):
+        kernel = tensor.parents[1].shape[2:]
         return (
             f"kernel {_pair_text(kernel)}  stride {_pair_text(attrs['stride'])}  "
             f"padding {_pair_text(attrs['padding'])}"
         )
-    if op.name == "MaxPool2d":
+    if isinstance(op, ops.MaxPool2d):
         return f"kernel {_pair_text(attrs['kernel_size'])}  stride {_pair_text(attrs['stride'])}"
     shown = [
         _attr_text(k, v)
@@ -350,9 +202,13 @@ def _stats(array: np.ndarray) -> str:
     return f"min {_fmt(a.min())}  max {_fmt(a.max())}  mean {_fmt(a.mean())}"
 
 
-def _tooltip(title: str, tensor: Tensor) -> str:
-    """A short preview of the values (and gradient) shown when hovering in SVG."""
-    lines = [f"{title}: {_shape_text(tensor)} {tensor.dtype}", f"values {_values(tensor.data, 8)}"]
+def _tooltip(title: str, tensor: Tensor, kernel: str | None = None) -> str:
+    """A short preview of the values (and gradient) shown when hovering in SVG, and the fast
+    kernel that computed the tensor if one did."""
+    lines = [f"{title}: {_shape_text(tensor)} {tensor.dtype}"]
+    if kernel is not None:
+        lines.append(f"computed by the {kernel} kernel, not the textbook {title}")
+    lines.append(f"values {_values(tensor.data, 8)}")
     if tensor.size > SMALL:
         lines.append(_stats(tensor.data))
     if tensor.grad is not None:
@@ -384,12 +240,14 @@ def _grad_norm(grad) -> float | None:
 
 
 def _tensor_node(key: str, tensor: Tensor, names, show_data: bool, show_grad: bool) -> _Node:
-    """The node of one tensor: op name and details, or leaf name and dtype; values; grad."""
-    if tensor._op is not None:
-        title = tensor._op.name
-        symbol = _SYMBOLS.get(title)
+    """The node of one tensor: op name (and fast kernel) and details, or leaf name and dtype;
+    values; grad."""
+    kernel = None
+    if tensor.op is not None:
+        title, symbol, kernel = tensor.op.name, _symbol(tensor.op), _kernel(tensor.op)
         heading = f"{title} ({symbol})" if symbol else title
         heading = f"{tensor.name} = {heading}" if tensor.name else heading
+        heading = f"{heading} · {kernel}" if kernel else heading
         lines = [heading, _op_details(tensor), _shape_text(tensor)]
         kind = "op"
     else:
@@ -405,15 +263,16 @@ def _tensor_node(key: str, tensor: Tensor, names, show_data: bool, show_grad: bo
         key=key,
         lines=[line for line in lines if line],
         kind=kind,
-        tooltip=_tooltip(title, tensor),
+        tooltip=_tooltip(title, tensor, kernel),
         grad_norm=_grad_norm(grad),
         nonfinite=_is_nonfinite(tensor.data) or _is_nonfinite(grad),
     )
 
 
-def _module_node(key: str, call: _Call, output: Tensor, show_grad: bool) -> _Node:
+def _module_node(key: str, call: ModuleCall, output: Tensor, show_grad: bool) -> _Node:
     """The single node of a collapsed module call: its label and output shape."""
-    lines = [call.label, _shape_text(output)]
+    label = _call_label(call)
+    lines = [label, _shape_text(output)]
     grad = output.grad if show_grad else None
     if grad is not None:
         lines.extend(_grad_lines(np.asarray(grad)))
@@ -421,7 +280,7 @@ def _module_node(key: str, call: _Call, output: Tensor, show_grad: bool) -> _Nod
         key=key,
         lines=lines,
         kind="module",
-        tooltip=_tooltip(call.label, output),
+        tooltip=_tooltip(label, output),
         grad_norm=_grad_norm(grad),
         nonfinite=_is_nonfinite(output.data) or _is_nonfinite(grad),
     )
@@ -483,98 +342,32 @@ def _check_options(root, rankdir: str, max_nodes: int) -> None:
         raise ValueError(f"draw_graph: max_nodes must be a positive integer, got {max_nodes!r}")
 
 
-def _highlight_tensor(highlight, params) -> Tensor | None:
-    """The tensor to highlight, given as a Tensor or as a parameter name."""
-    if highlight is None or isinstance(highlight, Tensor):
-        return highlight
-    by_name = {name: t for name, t in _named_tensors(params)}
-    if highlight not in by_name:
-        raise ValueError(
-            f"draw_graph: highlight={highlight!r} is not a parameter name; expected one of "
-            f"{sorted(by_name)} (names come from params=)"
-        )
-    return by_name[highlight]
+def _too_many(what: str) -> ValueError:
+    return ValueError(
+        f"draw_graph: {what}; a drawing that big is unreadable and slow. Draw a smaller "
+        "example (fewer ops, e.g. one layer), pass collapse=True (with params=model) to "
+        "draw one node per layer, or raise max_nodes"
+    )
 
 
-def _named_tensors(params):
-    if isinstance(params, Module):
-        return params.named_parameters()
-    if isinstance(params, Mapping):
-        return params.items()
-    return ()
-
-
-def _keys(graph: _Graph, collapsed: list[_Call]) -> list[str]:
-    """The drawn node key of every graph position: its own, or its collapsed module's.
-
-    Parameters (leaves that require grad) stay their own nodes, feeding the module's node.
-    """
-    keys = [f"n{i}" for i in range(len(graph.nodes))]
-    claimed: set[int] = set()
-    for k, call in sorted(enumerate(collapsed), key=lambda kc: -len(kc[1].members)):
-        for i in call.members - claimed:
-            tensor = graph.nodes[i]
-            if not (tensor._op is None and tensor.requires_grad):
-                keys[i] = f"m{k}"
-        claimed |= call.members
-    return keys
-
-
-def _spine(graph: _Graph) -> set[int]:
-    """The chain from the root back through every op's first input: the main data flow."""
-    chain = {len(graph.nodes) - 1}
-    node = graph.nodes[-1]
-    while node._parents:
-        node = node._parents[0]
-        chain.add(graph.index[id(node)])
-    return chain
-
-
-@dataclass
-class _Edge:
-    """A drawn edge; `label` is the input position when the op has several inputs."""
-
-    tail: str
-    head: str
-    label: str
-    spine: bool
-
-
-def _edges(graph: _Graph, keys: list[str]) -> list[_Edge]:
-    """Drawn edges, without duplicates or self loops (edges inside a collapsed module)."""
-    spine = _spine(graph)
-    seen: set[tuple[str, str, str]] = set()
-    edges = []
-    for src, dst, position in graph.edges:
-        a, b = keys[src], keys[dst]
-        if a == b:
-            continue
-        several = b.startswith("n") and len(graph.nodes[dst]._parents) > 1
-        label = str(position) if several else ""
-        if (a, b, label) not in seen:
-            seen.add((a, b, label))
-            edges.append(_Edge(a, b, label, src in spine and dst in spine))
-    return edges
-
-
-def _owners(graph: _Graph, keys: list[str], boxed: list[_Call]) -> dict[str, _Call]:
-    """The innermost boxed call holding each drawn node (absent: drawn outside every box)."""
-    owners: dict[str, _Call] = {}
-    for call in reversed(boxed):  # outermost first, so inner calls overwrite
-        for i in call.members:
-            owners[keys[i]] = call
-    return owners
-
-
-def _boxed_calls(calls, collapsed, params, cluster_modules: bool) -> list[_Call]:
-    """The calls drawn as cluster boxes: not the params module itself, not inside a collapse."""
-    if not cluster_modules:
-        return []
-    return [
-        c
-        for c in calls
-        if c.module is not params and not any(c.members <= k.members for k in collapsed)
-    ]
+def _highlight_path(highlight, params, graph: Graph) -> set[int]:
+    """The graph positions the highlighted tensor's gradient flows back through (or none)."""
+    if highlight is None:
+        return set()
+    if isinstance(highlight, Tensor):
+        target = highlight
+    else:
+        by_name = dict(named_tensors(params))
+        if highlight not in by_name:
+            raise ValueError(
+                f"draw_graph: highlight={highlight!r} is not a parameter name; expected one of "
+                f"{sorted(by_name)} (names come from params=)"
+            )
+        target = by_name[highlight]
+    start = graph.index.get(id(target))
+    if start is None:
+        raise ValueError("draw_graph: the highlight tensor is not part of this graph")
+    return reaching(graph, start)
 
 
 def draw_graph(
@@ -614,46 +407,30 @@ def draw_graph(
     """
     _check_options(root, rankdir, max_nodes)
     limit = max_nodes * 20 if collapse else max_nodes
-    order = _topological(root, limit)
-    if order is None:
+    graph = walk(root, limit)
+    if graph is None:
         raise _too_many(
             f"the graph has more than max_nodes={max_nodes} tensors"
             if not collapse
             else f"the graph has more than {limit} tensors (20 x max_nodes={max_nodes} when "
             "collapsing)"
         )
-    graph = _build_graph(order)
-    names, module_names = _parameter_names(params), _module_names(params)
-    calls = _module_calls(graph, module_names) if cluster_modules or collapse else []
-    collapsed = sorted(_collapsed_calls(calls, collapse, module_names), key=lambda c: c.output)
-    keys = _keys(graph, collapsed)
-    nodes = _drawn_nodes(graph, keys, collapsed, names, show_data, show_grad)
+    names, modules = parameter_names(params), module_names(params)
+    calls = module_calls(graph, modules) if cluster_modules or collapse else []
+    collapsed = collapsed_calls(calls, collapse, modules)
+    keys = node_keys(graph, collapsed)
+    nodes = [
+        _tensor_node(key, tensor, names, show_data, show_grad)
+        if call is None
+        else _module_node(key, call, tensor, show_grad)
+        for key, tensor, call in drawn_nodes(graph, keys, collapsed)
+    ]
     if len(nodes) > max_nodes:
         raise _too_many(f"even collapsed, the drawing has more than max_nodes={max_nodes} nodes")
-    edges = _edges(graph, keys)
-    target = _highlight_tensor(highlight, params)
-    path = _reaching(graph, target) if target is not None else set()
-    lit = {keys[i] for i in path}
+    lit = {keys[i] for i in _highlight_path(highlight, params, graph)}
     _style_nodes(nodes, keys[graph.index[id(root)]], lit, shade_by_grad)
-    boxed = _boxed_calls(calls, collapsed, params, cluster_modules)
-    return _assemble(nodes, edges, lit, _owners(graph, keys, boxed), boxed, rankdir)
-
-
-def _drawn_nodes(graph, keys, collapsed, names, show_data, show_grad) -> list[_Node]:
-    """One _Node per drawn key, in topological order."""
-    nodes: list[_Node] = []
-    done: set[str] = set()
-    for i, tensor in enumerate(graph.nodes):
-        key = keys[i]
-        if key in done:
-            continue
-        done.add(key)
-        if key.startswith("m"):
-            call = collapsed[int(key[1:])]
-            nodes.append(_module_node(key, call, graph.nodes[call.output], show_grad))
-        else:
-            nodes.append(_tensor_node(key, tensor, names, show_data, show_grad))
-    return nodes
+    boxed = boxed_calls(calls, collapsed, params) if cluster_modules else []
+    return _assemble(nodes, drawn_edges(graph, keys), lit, owners(keys, boxed), boxed, rankdir)
 
 
 def _new_digraph(rankdir: str) -> graphviz.Digraph:
@@ -676,12 +453,19 @@ def _add_node(graph: graphviz.Digraph, node: _Node) -> None:
     graph.node(node.key, label=label, tooltip=graphviz.nohtml(node.tooltip), **node.attrs)
 
 
-def _assemble(nodes, edges, lit, owners, boxed, rankdir) -> graphviz.Digraph:
+def _assemble(
+    nodes: list[_Node],
+    edges: list[Edge],
+    lit: set[str],
+    owner_of: dict[str, ModuleCall],
+    boxed: list[ModuleCall],
+    rankdir: str,
+) -> graphviz.Digraph:
     """Put the nodes into their cluster boxes (inner boxes first), then add every edge."""
     graph = _new_digraph(rankdir)
     boxes = {id(call): _new_box(k, call) for k, call in enumerate(boxed)}
     for node in nodes:
-        owner = owners.get(node.key)
+        owner = owner_of.get(node.key)
         _add_node(boxes[id(owner)] if owner is not None else graph, node)
     boxed_ids = set(boxes)
     for call in boxed:  # innermost first: a box is complete before it goes into its parent
@@ -694,9 +478,9 @@ def _assemble(nodes, edges, lit, owners, boxed, rankdir) -> graphviz.Digraph:
     return graph
 
 
-def _edge_attrs(edge: _Edge, lit: set[str]) -> dict[str, str]:
+def _edge_attrs(edge: Edge, lit: set[str]) -> dict[str, str]:
     """Position label; a heavier weight keeps the main data flow straight; highlight colour."""
-    attrs = {"label": edge.label} if edge.label else {}
+    attrs = {"label": str(edge.position)} if edge.position is not None else {}
     if edge.spine:
         attrs["weight"] = "5"
     if edge.tail in lit and edge.head in lit:
@@ -704,11 +488,11 @@ def _edge_attrs(edge: _Edge, lit: set[str]) -> dict[str, str]:
     return attrs
 
 
-def _new_box(k: int, call: _Call) -> graphviz.Digraph:
+def _new_box(k: int, call: ModuleCall) -> graphviz.Digraph:
     box = graphviz.Digraph(name=f"cluster_{k}")
     box.attr(
         # spaces: dot underestimates the label's width, and the rounded corners clip it
-        label=graphviz.nohtml(f"  {call.label}  "),
+        label=graphviz.nohtml(f"  {_call_label(call)}  "),
         style="rounded,dashed",
         color="#7c6fc4",
         fontcolor="#4b3f99",
