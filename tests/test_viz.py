@@ -7,18 +7,21 @@ whole string, so layout attributes can change freely.
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tinygrad_mnist import Tensor, models, nn, viz
+from tinygrad_mnist import Tensor, models, nn, ops, viz
+from tinygrad_mnist.tensor import topological_order
 
 HAS_DOT = shutil.which("dot") is not None
 needs_dot = pytest.mark.skipif(not HAS_DOT, reason="the graphviz `dot` program is not installed")
@@ -69,8 +72,14 @@ class Dot:
         """The label of a node, split into its lines."""
         return self.nodes[node]["label"].split("\\n")
 
-    def title(self, node: str) -> str:
+    def heading(self, node: str) -> str:
+        """The first line of a node's label, as drawn."""
         return self.lines(node)[0]
+
+    def title(self, node: str) -> str:
+        """The heading without the `· kernel` an op run by a fast kernel adds, so that tests
+        find `Conv2d` whichever implementation ran."""
+        return self.heading(node).split(" · ")[0]
 
     def find(self, title: str) -> str:
         """The one node whose label starts with the line `title`."""
@@ -529,6 +538,145 @@ def test_rankdir_is_passed_to_graphviz():
 def test_leaf_alone_is_a_one_node_graph():
     dot = dot_of(Tensor([1.0, 2.0], name="v"))
     assert dot.titles() == ["v"] and not dot.edges
+
+
+# ---------------------------------------------------------------- provenance, op classes, kernels
+
+
+class Group(nn.Module):
+    """A module that does nothing itself, to label a hand-made group of ops."""
+
+    def forward(self, x):
+        return x
+
+
+def test_layer_boxes_come_from_the_declared_module_calls():
+    assert Tensor.module_calls == ()  # declared on the class: no tensor lacks it
+    layer = nn.Linear(3, 2)
+    x = Tensor(np.ones((4, 3), dtype=np.float32), name="x")
+    out = layer(x)
+    assert out.module_calls == ((layer, (x,)),)
+    dot = dot_of((out * 2.0).sum(), cluster_modules=True)
+    (box,) = dot.clusters.values()
+    assert box["attrs"]["label"].strip() == "Linear(3, 2)"
+    assert sorted(dot.title(n) for n in box["nodes"]) == [
+        "Add (+)", "MatMul (@)", "Transpose", "leaf", "leaf"
+    ]
+    assert dot.cluster_of(dot.find("Mul (*)")) is None
+
+
+def test_module_calls_set_by_hand_are_drawn_and_nothing_else_is_read():
+    x = Tensor([1.0, 2.0], requires_grad=True, name="x")
+    h = (x * 2.0).exp()
+    loss = h.sum()
+    assert not dot_of(loss, cluster_modules=True).clusters
+    h.module_calls = ((Group(), (x,)),)
+    dot = dot_of(loss, cluster_modules=True)
+    assert dot.cluster_labels() == {"cluster_0": "Group()"}
+    assert sorted(dot.title(n) for n in dot.clusters["cluster_0"]["nodes"]) == [
+        "Exp", "Mul (*)", "constant"
+    ]
+    collapsed = dot_of(loss, collapse=True)
+    assert sorted(collapsed.titles()) == ["Group()", "Sum", "x"]
+
+
+class RenamedConv2d(ops.Conv2d):
+    """A textbook op under another class name, as a kernel subclass or a rename would be."""
+
+
+class RenamedMaxPool2d(ops.MaxPool2d):
+    pass
+
+
+class Times(ops.Mul):
+    pass
+
+
+def test_ops_are_recognised_by_their_class_not_their_name():
+    x = Tensor(np.ones((1, 2, 9, 9), dtype=np.float32), name="x")
+    w = Tensor(np.ones((4, 2, 3, 3), dtype=np.float32), requires_grad=True, name="w")
+    conv = x.conv2d(w, stride=2, padding=1)
+    pool = conv.max_pool2d(2)
+    scaled = pool * 2.0
+    conv.op.__class__, pool.op.__class__, scaled.op.__class__ = (
+        RenamedConv2d, RenamedMaxPool2d, Times
+    )
+    dot = dot_of(scaled.sum())
+    assert dot.lines(dot.find("RenamedConv2d"))[1] == "kernel 3  stride 2  padding 1"
+    assert dot.lines(dot.find("RenamedMaxPool2d"))[1] == "kernel 2  stride 2"
+    dot.find("Times (*)")
+
+
+def test_op_run_by_a_fast_kernel_names_it_on_the_node_and_in_the_tooltip():
+    x = Tensor(np.ones((1, 2, 5, 5), dtype=np.float32), name="x")
+    w = Tensor(np.ones((3, 2, 3, 3), dtype=np.float32), requires_grad=True, name="w")
+    conv = x.conv2d(w, padding=1)
+    act = conv.relu()
+    act.name = "act"
+    conv.op.kernel = "winograd"  # as if the Winograd kernel had run
+    act.op.kernel = "tiled"
+    loss = act.sum()
+    loss.op.kernel = ops.Op.kernel  # the textbook implementation
+    dot = dot_of(loss)
+    node = dot.find("Conv2d")
+    assert dot.lines(node) == [
+        "Conv2d · winograd", "kernel 3  stride 1  padding 1", "(1, 3, 5, 5)"
+    ]
+    assert "computed by the winograd kernel, not the textbook Conv2d" in (
+        dot.nodes[node]["tooltip"]
+    )
+    assert dot.heading(dot.find("act = ReLU")) == "act = ReLU · tiled"
+    assert dot.heading(dot.find("Sum")) == "Sum"
+    assert "kernel" not in dot.nodes[dot.find("Sum")]["tooltip"]
+
+
+def test_every_kernel_that_ran_is_named_once_per_op(lenet_cnn):
+    """Whatever the kernel table chose for this model, each op node names its kernel."""
+    model, loss = lenet_cnn
+    dot = dot_of(loss, params=model)
+    ran = Counter(
+        t.op.kernel for t in topological_order(loss) if t.op and t.op.kernel != ops.Op.kernel
+    )
+    named = Counter(
+        dot.heading(n).split(" · ")[1] for n in dot.nodes if " · " in dot.heading(n)
+    )
+    assert named == ran
+
+
+VIZ = Path(viz.__file__).resolve().parent
+
+
+def test_viz_layers_analysis_apart_from_drawing_without_private_names_or_op_names():
+    graph_source = (VIZ / "graph.py").read_text()
+    assert "graphviz" not in graph_source.split('"""', 2)[2]  # no import, no use
+    assert "topological_order" in graph_source
+    op_names = {cls.__name__ for cls in ops.op_classes()}
+    for path in VIZ.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        private = {
+            node.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.endswith("__")
+        }
+        assert not private, f"{path.name} reads private names {private}"
+        strings = {
+            node.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        }
+        assert not strings & op_names, f"{path.name} spells op names {strings & op_names}"
+
+
+def test_only_the_cli_imports_viz():
+    package = VIZ.parent
+    for path in package.rglob("*.py"):
+        if path.parent == VIZ or path in (package / "cli.py", package / "__init__.py"):
+            continue
+        text = path.read_text()
+        assert not re.search(r"^\s*(from \S*viz|import \S*viz)|from \. import .*\bviz\b",
+                             text, re.M), path
 
 
 # ---------------------------------------------------------------- rendering
