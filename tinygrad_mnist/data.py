@@ -1,4 +1,5 @@
-"""MNIST: IDX parsing, download with checksum and cache, the bundled sample, preprocessing, batches.
+"""MNIST: IDX parsing, download with checksum and cache, the bundled sample, preprocessing, batches,
+and preparing one's own digit images (`prepare_image`, which reads them with Pillow).
 
 This module imports nothing from the rest of the package, so it can be read (and used) alone.
 
@@ -35,6 +36,7 @@ __all__ = [
     "limit_per_digit",
     "load_mnist",
     "load_sample",
+    "prepare_image",
     "preprocess",
 ]
 
@@ -445,3 +447,206 @@ def _batch_iter(
         else:
             idx = order[start:start + batch_size]
             yield x[idx], y[idx]
+
+
+# ---------------------------------------------------------------- one's own images
+#
+# MNIST was made from binary scans of handwriting: each digit's ink was scaled to fit a 20x20
+# box (keeping its aspect ratio, anti-aliased, hence grey edges), then placed in a 28x28 field
+# so that its centre of mass sits at the centre. `prepare_image` does the same to a photo,
+# a scan or a drawing, after turning it into MNIST's colours (bright ink on black).
+
+DIGIT_BOX = 20  # the ink of an MNIST digit fits in DIGIT_BOX x DIGIT_BOX pixels
+CENTRE = 14.0  # row and column (0-based) of the centre of mass of an MNIST digit in 28x28
+MIN_CONTRAST = 0.1  # ink must differ from the paper by at least this fraction of full scale
+NOISE_FLOOR = 0.1  # ink fainter than this fraction of the strongest ink is paper or noise
+NOISE_SIGMAS = 5.0  # ... as is ink within this many standard deviations of the paper's level
+INK_EDGE = 0.3  # the ink's extent: pixels at least this bright (faint halos don't widen it)
+RGB_TO_GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601 luma, as Pillow's convert("L")
+
+
+def prepare_image(image_or_path, invert="auto", normalize: bool = False) -> np.ndarray:
+    """Make one's own digit look like an MNIST test image: float32 (1, 1, 28, 28).
+
+    image_or_path: a PNG or JPEG file (path, or a binary file object), a PIL image, or an array
+    (H, W) grey, (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA, of any size; integer arrays hold
+    0-255, float arrays [0, 1] (or 0-255 when a value exceeds 1). Transparent pixels count as
+    paper.
+
+    invert: "auto" (the default) decides from the paper, the colour of most pixels: light paper
+    means dark ink, which is inverted; True inverts (dark ink on light paper, as people write);
+    False does not (light ink on dark, as MNIST).
+
+    The steps, as MNIST was made: greyscale; ink bright on black; the paper's level subtracted
+    and the ink stretched to full brightness; cropped to the ink; scaled to fit 20x20 keeping the
+    aspect ratio; placed in 28x28 with its centre of mass at the centre (row 14, column 14); then
+    ``preprocess(..., normalize)``, so pass the same ``normalize`` the model was trained with.
+
+    Raises FileNotFoundError (no such file), ValueError (not an image, a bad shape or value,
+    no ink) or TypeError (neither a path, a file, an image nor an array).
+    """
+    if invert not in ("auto", True, False):
+        raise ValueError(f'prepare_image: invert must be "auto", True or False, got {invert!r}')
+    grey, alpha = _read_grey(image_or_path)
+    if alpha is not None:
+        grey = _fill_transparent(grey, alpha)
+    paper = float(np.median(grey))
+    if invert == "auto":
+        invert = paper > 0.5
+    ink = 1.0 - grey if invert else grey
+    paper = 1.0 - paper if invert else paper
+
+    strength = float(ink.max()) - paper
+    if strength < MIN_CONTRAST:
+        hint = (
+            "" if invert == "auto"
+            else f" (with invert={invert}: is the ink {'light' if invert else 'dark'}?)"
+        )
+        raise ValueError(
+            f"prepare_image: found no ink: no pixel stands out from the paper (paper level "
+            f"{paper:.2f}, brightest ink {paper + strength:.2f} on a 0-1 scale){hint}; expected "
+            f"a digit clearly darker or lighter than its background"
+        )
+    # paper texture and sensor noise: a few times the paper's spread (median absolute
+    # deviation), at least NOISE_FLOOR of the ink's strength, counts as paper
+    spread = 1.4826 * float(np.median(np.abs(ink - paper)))
+    floor = min(max(NOISE_FLOOR * strength, NOISE_SIGMAS * spread), 0.5 * strength)
+    ink = np.clip((ink - paper - floor) / (strength - floor), 0.0, 1.0)
+
+    digit = _fit_in_box(_crop_to_ink(ink), DIGIT_BOX)
+    pixels = np.rint(_centre_by_mass(digit, ROWS, COLS) * 255).astype(np.uint8)
+    return preprocess(pixels[None], normalize=normalize)
+
+
+def _read_grey(image_or_path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Grey levels (H, W) in [0, 1] and the alpha channel (H, W) in [0, 1] or None."""
+    from PIL import Image, UnidentifiedImageError  # Pillow: only needed here
+
+    if isinstance(image_or_path, (str, os.PathLike)):
+        source = Path(image_or_path).expanduser()
+        if not source.is_file():
+            kind = " (it is a folder)" if source.is_dir() else ""
+            raise FileNotFoundError(f"prepare_image: no image file at {source}{kind}")
+        name = str(source)
+    elif hasattr(image_or_path, "read"):
+        source, name = image_or_path, str(getattr(image_or_path, "name", "the file object"))
+    else:
+        source = None
+    if source is not None:
+        try:
+            with Image.open(source) as opened:
+                opened.load()
+                image = opened.copy()
+        except (UnidentifiedImageError, OSError, SyntaxError) as err:
+            raise ValueError(
+                f"prepare_image: {name} is not a readable image ({err}); expected a PNG or "
+                f"JPEG file"
+            ) from None
+        return _image_to_grey(image)
+    if isinstance(image_or_path, Image.Image):
+        return _image_to_grey(image_or_path)
+    if isinstance(image_or_path, (np.ndarray, list, tuple)):
+        return _array_to_grey(np.asarray(image_or_path))
+    raise TypeError(
+        f"prepare_image: expected a file path, a binary file, a PIL image or an array, got "
+        f"{type(image_or_path).__name__}"
+    )
+
+
+def _image_to_grey(image) -> tuple[np.ndarray, np.ndarray | None]:
+    """A PIL image as grey levels and alpha, both in [0, 1] (alpha None when opaque)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(image, dtype=np.float32) / np.float32(65535), None
+    if image.mode in ("I", "F"):  # 32-bit integer or float grey: the ranges of arrays apply
+        return _array_to_grey(np.asarray(image))
+    if "A" in image.getbands() or "transparency" in image.info:
+        return _array_to_grey(np.asarray(image.convert("RGBA")))
+    return np.asarray(image.convert("L"), dtype=np.float32) / np.float32(255), None
+
+
+def _array_to_grey(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """An (H, W[, C]) array as grey levels and alpha, both in [0, 1] (alpha None if absent)."""
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+    ) or np.issubdtype(array.dtype, np.complexfloating):
+        raise TypeError(
+            f"prepare_image: expected an array of numbers, got dtype {array.dtype}"
+        )
+    channels = array.shape[2] if array.ndim == 3 else None
+    if array.ndim not in (2, 3) or channels not in (None, 1, 3, 4) or 0 in array.shape:
+        raise ValueError(
+            f"prepare_image: expected an image array of shape (H, W), (H, W, 1), (H, W, 3) or "
+            f"(H, W, 4), got {array.shape}"
+        )
+    values = array.astype(np.float32)
+    if not np.isfinite(values).all():
+        raise ValueError("prepare_image: the image array holds NaN or infinite values")
+    low, high = float(values.min()), float(values.max())
+    if array.dtype == np.bool_:
+        scale = 1.0
+    elif np.issubdtype(array.dtype, np.integer) or high > 1.0:
+        scale = 255.0
+    else:
+        scale = 1.0
+    if low < 0 or high > scale:
+        expected = "0-255" if scale == 255.0 else "[0, 1] (or 0-255)"
+        raise ValueError(
+            f"prepare_image: pixel values must be in {expected}, got values from {low:g} to "
+            f"{high:g}"
+        )
+    values /= scale
+    if channels is None:
+        return values, None
+    if channels == 1:
+        return values[:, :, 0], None
+    grey = values[:, :, :3] @ RGB_TO_GREY
+    return grey, (values[:, :, 3] if channels == 4 else None)
+
+
+def _fill_transparent(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Grey levels with transparent pixels painted in the colour of the paper.
+
+    Mostly opaque images carry their own paper (the median opaque grey). In mostly transparent
+    ones (a drawing on a clear layer) the opaque pixels are the ink, so the paper is the
+    opposite of the ink: white under dark ink, black under light ink.
+    """
+    if not alpha.any():
+        raise ValueError("prepare_image: found no ink: the image is fully transparent")
+    if alpha.mean() < 0.5:
+        ink = float(np.average(grey, weights=alpha))
+        paper = 1.0 if ink < 0.5 else 0.0
+    else:
+        paper = float(np.median(grey[alpha >= 0.5]))
+    return grey * alpha + paper * (1.0 - alpha)
+
+
+def _crop_to_ink(ink: np.ndarray) -> np.ndarray:
+    """The smallest rectangle of `ink` (H, W) holding every pixel at least INK_EDGE bright."""
+    rows = np.flatnonzero((ink >= INK_EDGE).any(axis=1))
+    cols = np.flatnonzero((ink >= INK_EDGE).any(axis=0))
+    return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def _fit_in_box(ink: np.ndarray, box: int) -> np.ndarray:
+    """`ink` (h, w) resized to fit box x box, keeping the aspect ratio, brightest pixel 1."""
+    from PIL import Image
+
+    height, width = ink.shape
+    scale = box / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))  # Pillow: (w, h)
+    resized = Image.fromarray(ink.astype(np.float32)).resize(size, Image.Resampling.LANCZOS)
+    fitted = np.clip(np.asarray(resized, dtype=np.float32), 0.0, None)
+    return np.clip(fitted / fitted.max(), 0.0, 1.0)
+
+
+def _centre_by_mass(digit: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """`digit` (h, w) placed in a (rows, cols) field with its centre of mass at (14, 14)."""
+    height, width = digit.shape
+    mass = digit.sum()
+    centre_row = float(np.arange(height) @ digit.sum(axis=1)) / mass
+    centre_col = float(np.arange(width) @ digit.sum(axis=0)) / mass
+    top = int(np.clip(np.rint(CENTRE - centre_row), 0, rows - height))
+    left = int(np.clip(np.rint(CENTRE - centre_col), 0, cols - width))
+    field = np.zeros((rows, cols), dtype=np.float32)
+    field[top:top + height, left:left + width] = digit
+    return field

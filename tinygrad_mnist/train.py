@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import itertools
 import json
 import math
 import os
@@ -24,6 +26,14 @@ import numpy as np
 from tqdm import tqdm
 
 from . import nn
+from .checkpoint import (
+    Checkpoint,
+    TrainingInterrupted,
+    load_checkpoint,
+    restore_init_rng,
+    save_checkpoint,
+    stop_requests,
+)
 from .data import batches
 from .files import write_atomically
 from .kernels.allocator import tune_allocator
@@ -33,6 +43,8 @@ from .tensor import Tensor, no_grad
 __all__ = [
     "Evaluation",
     "History",
+    "TrainingDiverged",
+    "TrainingInterrupted",
     "accuracy",
     "confusion_matrix",
     "constant_schedule",
@@ -41,10 +53,12 @@ __all__ = [
     "evaluate",
     "fit",
     "predict",
+    "predict_proba",
     "write_atomically",
 ]
 
 NUM_CLASSES = 10
+CHECKPOINT_SECONDS = 120.0  # fit(checkpoint=...) without checkpoint_every: at least this often
 
 # A learning-rate schedule maps (iteration done so far, total iterations) to a factor of the
 # optimizer's initial learning rate.
@@ -95,27 +109,47 @@ class Evaluation:
         )
 
 
-def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """The predicted class (N,) of each input in x (N, ...), in batches, without a graph.
+def _outputs(model: nn.Module, x: np.ndarray, batch_size: int, caller: str) -> np.ndarray:
+    """The model's outputs (N, C) for x (N, ...), in batches, in eval mode, without a graph.
 
     The model is put in eval mode for the call and returned to its previous mode afterwards.
     """
     x = np.asarray(x)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise TypeError(f"predict: batch_size must be an integer, got {batch_size!r}")
+        raise TypeError(f"{caller}: batch_size must be an integer, got {batch_size!r}")
     if batch_size < 1:
-        raise ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
+        raise ValueError(f"{caller}: batch_size must be >= 1, got {batch_size}")
     was_training = model.training
     model.eval()
     try:
         with no_grad():
             out = [
-                np.argmax(model(Tensor(x[start:start + batch_size])).data, axis=1)
+                model(Tensor(x[start:start + batch_size])).data
                 for start in range(0, len(x), batch_size)
             ]
     finally:
         model.train(was_training)
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.intp)
+    return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), dtype=np.float32)
+
+
+def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """The predicted class (N,) of each input in x (N, ...), in batches, without a graph.
+
+    The model is put in eval mode for the call and returned to its previous mode afterwards.
+    """
+    return np.argmax(_outputs(model, x, batch_size, "predict"), axis=1)
+
+
+def predict_proba(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """The probability (N, C) of each class for each input in x (N, ...); rows sum to 1.
+
+    The softmax of the model's outputs, which may be logits or log-probabilities (the softmax
+    of log-probabilities is the probabilities themselves). Runs in batches, in eval mode (the
+    model's mode is restored afterwards), without a graph.
+    """
+    out = _outputs(model, x, batch_size, "predict_proba")
+    shifted = np.exp(out - out.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> Evaluation:
@@ -127,6 +161,8 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1
     y = np.asarray(y)
     if len(x) != len(y):
         raise ValueError(f"evaluate: x has {len(x)} examples but y has {len(y)} labels")
+    _check_labels(y, "evaluate")
+    check_finite_parameters(model, "evaluate")
     predictions = predict(model, x, batch_size)
     confusion = confusion_matrix(y, predictions)
     per_digit = confusion.sum(axis=1)
@@ -140,6 +176,29 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1
         confusion=confusion,
         predictions=predictions,
     )
+
+
+def _check_labels(y: np.ndarray, caller: str) -> None:
+    """Raise ValueError unless y holds integer class indices 0-9."""
+    if len(y) and y.dtype.kind not in "iu":
+        raise ValueError(f"{caller}: labels must be integers 0-9, got dtype {y.dtype}")
+    bad = np.flatnonzero((y < 0) | (y >= NUM_CLASSES)) if len(y) else ()
+    if len(bad):
+        raise ValueError(
+            f"{caller}: label {y[bad[0]]} at index {bad[0]} is out of range; expected class "
+            f"indices 0-{NUM_CLASSES - 1}"
+        )
+
+
+def check_finite_parameters(model: nn.Module, caller: str) -> None:
+    """Raise ValueError naming the first parameter of `model` that holds NaN or Inf."""
+    for name, p in model.named_parameters():
+        if not np.isfinite(p.data).all():
+            bad = int(np.count_nonzero(~np.isfinite(p.data)))
+            raise ValueError(
+                f"{caller}: parameter {name} holds {bad} NaN or Inf value(s) of {p.data.size}; "
+                "the weights are broken (a diverged training run?), expected finite numbers"
+            )
 
 
 # ---------------------------------------------------------------- history
@@ -254,19 +313,41 @@ SCHEDULES: dict[str, Schedule] = {"constant": constant_schedule, "cosine": cosin
 # ---------------------------------------------------------------- fit
 
 
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or Inf: `fit` stopped instead of training on garbage.
+
+    `iteration` is the step whose loss was not finite, `loss` that value, `last_finite_loss`
+    the loss of the step before (None if it was the first step of the run).
+    """
+
+    def __init__(self, iteration: int, loss: float, last_finite_loss: float | None):
+        self.iteration, self.loss, self.last_finite_loss = iteration, loss, last_finite_loss
+        before = (
+            f"the last finite loss was {last_finite_loss:.6g} (iteration {iteration - 1})"
+            if last_finite_loss is not None else "it was the first step"
+        )
+        super().__init__(
+            f"training diverged at iteration {iteration}: the loss is {loss}; {before}. "
+            "Lower the learning rate, or check the inputs for NaN or Inf values"
+        )
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """The shuffling seed of epoch `epoch` (0, 1, ...) in a run seeded with `seed`."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
 def _batch_stream(
-    x: np.ndarray, y: np.ndarray, batch_size: int, seed: int
+    x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, start: int = 0
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(epoch, x_batch, y_batch) forever, reshuffling each epoch with `epoch_seed(seed, epoch)`."""
-    epoch = 0
+    """(epoch, x_batch, y_batch) forever, reshuffling each epoch with `epoch_seed(seed, epoch)`,
+    beginning after the first `start` batches (where a resumed run left off)."""
+    epoch, skip = divmod(start, math.ceil(len(x) / batch_size))
     while True:
-        for xb, yb in batches(x, y, batch_size, shuffle=True, seed=epoch_seed(seed, epoch)):
+        epoch_batches = batches(x, y, batch_size, shuffle=True, seed=epoch_seed(seed, epoch))
+        for xb, yb in itertools.islice(epoch_batches, skip, None):
             yield epoch, xb, yb
+        skip = 0
         epoch += 1
 
 
@@ -285,6 +366,14 @@ def _check_pair(pair, name: str) -> tuple[np.ndarray, np.ndarray]:
         raise TypeError(f"fit: {name} labels must be integers, got dtype {y.dtype}")
     if len(x) == 0:
         raise ValueError(f"fit: {name} set is empty")
+    if x.dtype.kind in "fc":
+        finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise ValueError(
+                f"fit: {name} x holds NaN or Inf values in {len(bad)} example(s), the first at "
+                f"index {bad[0]}; expected finite numbers"
+            )
     return x, y
 
 
@@ -292,6 +381,79 @@ def _positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"fit: {name} must be an integer >= 1, got {value!r}")
     return int(value)
+
+
+def _fingerprint(x: np.ndarray, y: np.ndarray) -> str:
+    """A short description of a data set that changes when its contents do (for resuming)."""
+    digest = hashlib.sha256(f"{x.shape} {x.dtype} {y.dtype}".encode())
+    digest.update(np.ascontiguousarray(y).tobytes())
+    digest.update(np.ascontiguousarray(x[:: max(1, len(x) // 256)]).tobytes())
+    return f"{len(y)} examples, sha256 {digest.hexdigest()[:16]}"
+
+
+@dataclass
+class _Position:
+    """Where a run is: what a checkpoint must hold besides the model and the optimizer."""
+
+    iteration: int = 0
+    base_lr: float = 0.0
+    history: History = field(default_factory=History)
+    # loss, errors and examples summed since the last History point, the last finite loss
+    loss_sum: float = 0.0
+    errors: float = 0.0
+    seen: float = 0.0
+    last_loss: float | None = None
+    seconds: float = 0.0  # wall time spent before this call of fit (resumed runs)
+
+    def to_info(self, run: dict, seconds: float) -> dict:
+        return {
+            "run": run,
+            "iteration": self.iteration,
+            "base_lr": self.base_lr,
+            "history": self.history.to_dict(),
+            "sums": [self.loss_sum, self.errors, self.seen],
+            "last_loss": self.last_loss,
+            "seconds": seconds,
+        }
+
+    @classmethod
+    def from_info(cls, info: dict) -> _Position:
+        loss_sum, errors, seen = info["sums"]
+        return cls(
+            iteration=info["iteration"],
+            base_lr=info["base_lr"],
+            history=History(**info["history"]),
+            loss_sum=loss_sum,
+            errors=errors,
+            seen=seen,
+            last_loss=info["last_loss"],
+            seconds=info["seconds"],
+        )
+
+
+def _resume(
+    path: str | os.PathLike, model: nn.Module, optimizer: Optimizer, run: dict
+) -> _Position:
+    """Load the checkpoint at `path` into model and optimizer; its position in the run."""
+    ckpt: Checkpoint = load_checkpoint(path)
+    saved_run = ckpt.info.get("run", {})
+    different = [
+        f"{key}: checkpoint {saved_run.get(key)!r}, this call {value!r}"
+        for key, value in run.items() if saved_run.get(key) != value
+    ]
+    if different:
+        raise ValueError(
+            f"fit: cannot resume from {path}: it was made by a different run ("
+            + "; ".join(different) + "); resume with the same arguments and data"
+        )
+    try:
+        model.load_state_dict(ckpt.model)
+        optimizer.load_state_dict(ckpt.optimizer)
+    except (KeyError, ValueError) as err:
+        message = err.args[0] if err.args else str(err)
+        raise ValueError(f"fit: cannot resume from {path}: {message}") from None
+    restore_init_rng(ckpt.init_rng)
+    return _Position.from_info(ckpt.info)
 
 
 def fit(
@@ -308,6 +470,9 @@ def fit(
     progress: bool = True,
     lr_schedule: str | Schedule | None = None,
     test_subset: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: str | os.PathLike | None = None,
 ) -> History:
     """Train `model` with `optimizer` on `train` = (x, y) and return the History of the run.
 
@@ -327,7 +492,18 @@ def fit(
     to output log-probabilities. `lr_schedule` ("constant", "cosine" or a function of
     (iteration, total iterations) returning a factor) scales the optimizer's initial learning
     rate before every step; None keeps it constant. `progress` shows a tqdm bar with the loss
-    and the running training accuracy.
+    and the running training accuracy. A loss that is NaN or Inf stops the run with
+    `TrainingDiverged` (naming the step and the last finite loss), before that step's update.
+
+    Checkpoints: with `checkpoint` (a file path), the whole run (model, optimizer state, the
+    schedule's base learning rate, the nn.init random state, history and position) is saved
+    there atomically every `checkpoint_every` steps (default: every epoch and at least every
+    CHECKPOINT_SECONDS), after the last step, and when SIGINT (Ctrl-C) or SIGTERM arrives: the
+    step under way is finished, the checkpoint saved, and `TrainingInterrupted` (a
+    KeyboardInterrupt) raised; a second signal interrupts at once. `resume` (a checkpoint file)
+    continues a run: called with the same arguments, data and a model and optimizer built the
+    same way, the result is bit for bit that of a run that never stopped (a checkpoint made by
+    a different run is refused, naming what differs).
 
     Starting a run also turns on the allocator tuning of `kernels.allocator.tune_allocator`
     (freed memory is kept for the next step; `TINYGRAD_MNIST_MALLOC_TUNING=0` leaves it off).
@@ -344,6 +520,8 @@ def fit(
     if eval_every is None:
         eval_every = max(1, round(total / 20))
     eval_every = _positive_int(eval_every, "eval_every")
+    if checkpoint_every is not None:
+        checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every")
     schedule = _schedule(lr_schedule)
     subset = None
     if test_pair is not None and test_subset is not None:
@@ -352,58 +530,95 @@ def fit(
             rng = np.random.default_rng(seed)
             idx = np.sort(rng.choice(len(test_pair[1]), size=k, replace=False))
             subset = (test_pair[0][idx], test_pair[1][idx])
+    run = {
+        "total": total,
+        "batch_size": batch_size,
+        "seed": seed,
+        "eval_every": eval_every,
+        "test_subset": test_subset,
+        "schedule": getattr(schedule, "__qualname__", repr(schedule)),
+        "optimizer": type(optimizer).__name__,
+        "train": _fingerprint(x, y),
+        "test": None if test_pair is None else _fingerprint(*test_pair),
+    }
+    if resume is not None:
+        pos = _resume(resume, model, optimizer, run)
+    else:
+        pos = _Position(base_lr=optimizer.lr)
+    history = pos.history
 
-    history = History()
-    base_lr = optimizer.lr
     model.train()
-    start = time.perf_counter()
-    loss_sum = errors = seen = 0.0
+    start = last_save = time.perf_counter()
     postfix: dict[str, str] = {}
-    bar = tqdm(total=total, disable=not progress, unit="step", dynamic_ncols=True, leave=True)
-    stream = _batch_stream(x, y, batch_size, seed)
-    try:
-        for step in range(1, total + 1):
-            epoch, xb, yb = next(stream)
-            optimizer.lr = base_lr * schedule(step - 1, total)
-            optimizer.zero_grad()
-            out = model(Tensor(xb))
-            loss = loss_fn(out, yb)
-            loss.backward()
-            optimizer.step()
+    bar = tqdm(total=total, initial=pos.iteration, disable=not progress, unit="step",
+               dynamic_ncols=True, leave=True)
+    stream = _batch_stream(x, y, batch_size, seed, start=pos.iteration)
+    with stop_requests(active=checkpoint is not None) as stop:
+        try:
+            for step in range(pos.iteration + 1, total + 1):
+                _, xb, yb = next(stream)
+                optimizer.lr = pos.base_lr * schedule(step - 1, total)
+                optimizer.zero_grad()
+                out = model(Tensor(xb))
+                loss = loss_fn(out, yb)
+                value = float(loss.item())
+                if not math.isfinite(value):
+                    raise TrainingDiverged(step, value, pos.last_loss)
+                loss.backward()
+                optimizer.step()
 
-            n = len(yb)
-            loss_sum += float(loss.item()) * n
-            errors += float(np.sum(np.argmax(out.data, axis=1) != yb))
-            seen += n
-            bar.update(1)
-            if progress and (step % 10 == 0 or step == total):
-                postfix.update(loss=f"{loss_sum / seen:.3f}", acc=f"{1 - errors / seen:.2%}")
-                bar.set_postfix(postfix, refresh=False)
+                n = len(yb)
+                pos.last_loss = value
+                pos.loss_sum += value * n
+                pos.errors += float(np.sum(np.argmax(out.data, axis=1) != yb))
+                pos.seen += n
+                pos.iteration = step
+                bar.update(1)
+                if progress and (step % 10 == 0 or step == total):
+                    postfix.update(loss=f"{pos.loss_sum / pos.seen:.3f}",
+                                   acc=f"{1 - pos.errors / pos.seen:.2%}")
+                    bar.set_postfix(postfix, refresh=False)
 
-            if step % eval_every == 0 or step == total:
-                point = test_pair if (step == total or subset is None) else subset
-                test_error = None
-                if point is not None:
-                    result = evaluate(model, *point)
-                    test_error = result.error_rate
-                    if point is test_pair:
-                        history.final = result
-                history.append(
-                    iteration=step,
-                    epoch=step / steps_per_epoch,
-                    train_loss=loss_sum / seen,
-                    train_error=errors / seen,
-                    test_error=test_error,
-                    test_accuracy=None if test_error is None else 1.0 - test_error,
-                    lr=optimizer.lr,
-                    seconds=time.perf_counter() - start,
+                if step % eval_every == 0 or step == total:
+                    point = test_pair if (step == total or subset is None) else subset
+                    test_error = None
+                    if point is not None:
+                        result = evaluate(model, *point)
+                        test_error = result.error_rate
+                        if point is test_pair:
+                            history.final = result
+                    history.append(
+                        iteration=step,
+                        epoch=step / steps_per_epoch,
+                        train_loss=pos.loss_sum / pos.seen,
+                        train_error=pos.errors / pos.seen,
+                        test_error=test_error,
+                        test_accuracy=None if test_error is None else 1.0 - test_error,
+                        lr=optimizer.lr,
+                        seconds=pos.seconds + time.perf_counter() - start,
+                    )
+                    if test_error is not None and progress:
+                        postfix["test_acc"] = f"{1 - test_error:.2%}"
+                        bar.set_postfix(postfix)  # refresh, so the last bar shows the final test
+                    pos.loss_sum = pos.errors = pos.seen = 0.0
+
+                if checkpoint is None:
+                    continue
+                now = time.perf_counter()
+                due = (
+                    step % checkpoint_every == 0 if checkpoint_every is not None
+                    else step % steps_per_epoch == 0 or now - last_save >= CHECKPOINT_SECONDS
                 )
-                if test_error is not None and progress:
-                    postfix["test_acc"] = f"{1 - test_error:.2%}"
-                    bar.set_postfix(postfix)  # refresh, so the last bar shows the final test
-                loss_sum = errors = seen = 0.0
-    finally:
-        bar.close()
+                if due or step == total or stop.signum is not None:
+                    info = pos.to_info(run, pos.seconds + now - start)
+                    save_checkpoint(checkpoint, model, optimizer, info)
+                    last_save = time.perf_counter()
+                if stop.signum is not None:
+                    raise TrainingInterrupted(stop.signum, step, total, Path(checkpoint))
+        finally:
+            bar.close()
+    if history.final is None and test_pair is not None and pos.iteration == total:
+        history.final = evaluate(model, *test_pair)  # resumed from the end of a finished run
     return history
 
 
