@@ -10,7 +10,7 @@ array([4., 6.], dtype=float32)
 from . import data, nn, optim, train, viz
 from .gradcheck import GradcheckError, gradcheck
 from .tensor import Tensor, is_grad_enabled, no_grad
-from .train import evaluate, fit
+from .train import TrainingDiverged, evaluate, fit
 
 __version__ = "0.1.0"
 
@@ -26,6 +26,7 @@ def __getattr__(name: str):
 __all__ = [
     "GradcheckError",
     "Tensor",
+    "TrainingDiverged",
     "__version__",
     "data",
     "evaluate",
