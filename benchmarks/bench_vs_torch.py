@@ -271,7 +271,7 @@ def op_timer(totals: dict[tuple[str, str], float]):
             if method in vars(op_class):
                 original = vars(op_class)[method]
                 originals.append((op_class, method, original))
-                setattr(op_class, method, _timed(original, op_class.__name__, method, totals))
+                setattr(op_class, method, _timed(original, method, totals))
     try:
         yield totals
     finally:
@@ -279,16 +279,17 @@ def op_timer(totals: dict[tuple[str, str], float]):
             setattr(op_class, method, original)
 
 
-def _timed(fn, op_name: str, method: str, totals):
+def _timed(fn, method: str, totals):
     """Wrap an op method; the key names the op and its output shape, so layers stay apart."""
 
     def wrapper(self, *args, **kwargs):
         start = time.perf_counter()
+        op_name = self.name
         result = fn(self, *args, **kwargs)
         elapsed = time.perf_counter() - start
         shape = result.shape if method == "forward" else args[0].shape
-        # ops with several algorithms (Conv2d) say which one ran
-        label = f"{op_name}[{self.algorithm}]" if hasattr(self, "algorithm") else op_name
+        # an op run by a kernel says which one (Conv2d[winograd])
+        label = op_name if self.kernel == "reference" else f"{op_name}[{self.kernel}]"
         key = (f"{label} {'x'.join(map(str, shape)) or 'scalar'}", method)
         totals[key] = totals.get(key, 0.0) + elapsed
         return result

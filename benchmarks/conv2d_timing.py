@@ -4,7 +4,7 @@ The shape is the first layer of lenet-cnn: x (64, 1, 28, 28), 32 filters of 3x3,
 the input, weight and bias all require grad. The two frameworks alternate and medians are shown.
 
 With --algorithms, a table instead: for 3x3 convs on 26x26 inputs with several channel counts,
-our im2col and Winograd paths (each forced) and PyTorch, which shows where `winograd.applies`
+our im2col and Winograd paths (each forced) and PyTorch, which shows where `WinogradConv2d.applies`
 should switch.
 
     python benchmarks/conv2d_timing.py [--runs 30] [--algorithms]
@@ -19,8 +19,7 @@ import numpy as np
 import torch
 
 from tinygrad_mnist import Tensor
-from tinygrad_mnist.kernels import winograd
-from tinygrad_mnist import ops as tg_ops
+from tinygrad_mnist.kernels.winograd import WinogradConv2d
 
 CHANNELS = [
     (1, 8), (1, 32), (2, 4), (2, 8), (2, 16), (3, 8), (4, 4), (4, 8), (4, 16), (8, 8), (8, 16),
@@ -63,12 +62,12 @@ def forced(algorithm: str, run):
     """`run` with Conv2d made to take `algorithm` ("im2col" or "winograd")."""
 
     def wrapped() -> None:
-        original = tg_ops.winograd.applies
-        tg_ops.winograd.applies = lambda *args: algorithm == "winograd"
+        original = WinogradConv2d.__dict__["applies"]
+        WinogradConv2d.applies = classmethod(lambda cls, *args, **kw: algorithm == "winograd")
         try:
             run()
         finally:
-            tg_ops.winograd.applies = original
+            WinogradConv2d.applies = original
 
     return wrapped
 
@@ -89,7 +88,7 @@ def algorithm_table(runs: int) -> None:
             "pytorch": runs_by_side["pytorch"],
         }
         ms = time_alternating(sides, runs)
-        chosen = "winograd" if winograd.applies(w.shape, (1, 1), np.dtype(np.float32)) else "im2col"
+        chosen = "winograd" if WinogradConv2d.applies(x, w, b) else "im2col"
         print(f"{c:>4} {o:>4} {ms['im2col']:>8.2f} {ms['winograd']:>9.2f} {ms['pytorch']:>8.2f}"
               f"  {chosen}")
 

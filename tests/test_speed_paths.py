@@ -135,7 +135,7 @@ def test_cnn_ops_keep_the_conv_output_memory_layout(
     w = Tensor(rng.standard_normal((out_channels, in_channels, 3, 3)).astype(np.float32),
                requires_grad=True)
     h = x.conv2d(w, stride=stride)
-    assert h._op.algorithm == algorithm
+    assert h._op.kernel == algorithm
     for t in (h, h.relu(), h.relu().max_pool2d(2)):
         assert t.data.transpose(*memory_order).flags.c_contiguous, t.data.strides
 

@@ -1,6 +1,6 @@
 """The Winograd F(4x4, 3x3) convolution: same values and gradients as PyTorch, chosen where it wins.
 
-`winograd.applies` picks it only for 3x3 stride-1 convs with two or more input channels; tests
+`WinogradConv2d.applies` picks it only for 3x3 stride-1 convs with two or more input channels; tests
 that need it for one input channel lower that minimum with monkeypatch.
 """
 
@@ -12,6 +12,7 @@ from helpers import check_op
 
 from tinygrad_mnist import Tensor
 from tinygrad_mnist.kernels import winograd
+from tinygrad_mnist.kernels.winograd import WinogradConv2d
 from tinygrad_mnist.models import build_model
 
 torch = pytest.importorskip("torch")
@@ -109,16 +110,19 @@ def test_conv2d_op_on_winograd_path(shapes, padding, always_winograd):
         atol32=1e-4,
     )
     x, w, b = (Tensor(np.ones(s), requires_grad=True) for s in shapes)
-    assert x.conv2d(w, b, padding=padding)._op.algorithm == "winograd"
+    assert x.conv2d(w, b, padding=padding)._op.kernel == "winograd"
 
 
 def test_applies_only_where_valid_and_faster():
-    float32 = np.dtype(np.float32)
-    assert winograd.applies((64, 32, 3, 3), (1, 1), float32)
-    assert not winograd.applies((64, 32, 3, 3), (2, 2), float32)  # strided
-    assert not winograd.applies((64, 32, 5, 5), (1, 1), float32)  # not 3x3
-    assert not winograd.applies((64, 32, 3, 3), (1, 1), np.dtype(np.int64))
-    assert not winograd.applies((32, 1, 3, 3), (1, 1), float32)  # too few channels to win
+    def applies(x_shape, w_shape, stride=(1, 1), dtype=np.float32):
+        x, w = np.zeros(x_shape, dtype), np.zeros(w_shape, dtype)
+        return WinogradConv2d.applies(x, w, None, stride, (0, 0))
+
+    assert applies((2, 32, 8, 8), (64, 32, 3, 3))
+    assert not applies((2, 32, 8, 8), (64, 32, 3, 3), stride=(2, 2))  # strided
+    assert not applies((2, 32, 8, 8), (64, 32, 5, 5))  # not 3x3
+    assert not applies((2, 32, 8, 8), (64, 32, 3, 3), dtype=np.int64)
+    assert not applies((2, 1, 8, 8), (32, 1, 3, 3))  # too few channels to win
 
 
 def test_lenet_takes_winograd_for_its_second_conv():
@@ -126,5 +130,5 @@ def test_lenet_takes_winograd_for_its_second_conv():
     x = Tensor(np.zeros((2, 1, 28, 28), dtype=np.float32))
     first = model[0](x)
     second = model[2](model[1](first))
-    assert first._op.algorithm == "im2col"
-    assert second._op.algorithm == "winograd"
+    assert first._op.kernel == "im2col"
+    assert second._op.kernel == "winograd"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import checks, ops
+from . import checks, kernels, ops
 
 _grad_enabled = True
 
@@ -131,10 +131,12 @@ class Tensor:
         """Run `op_class` forward on the inputs' arrays and record it when a gradient is needed."""
         # under no_grad nothing is recorded, so ops save nothing for a backward pass
         needs = tuple(_grad_enabled and t.requires_grad for t in inputs)
-        op = op_class(needs)
+        arrays = [t.data for t in inputs]
+        # the textbook op, or a faster kernel for it where the kernels' table has one
+        op = kernels.choose(op_class, arrays, attrs)(needs)
         op.attrs = attrs
         out = Tensor.__new__(Tensor)
-        out.data = op.forward(*(t.data for t in inputs), **attrs)
+        out.data = op.forward(*arrays, **attrs)
         out.grad = None
         out.name = None
         out._retains_grad = False

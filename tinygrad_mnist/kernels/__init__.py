@@ -1,1 +1,19 @@
-"""The engine room: fast implementations of some textbook ops (package in progress)."""
+"""The engine room: fast kernels that stand in for some textbook ops.
+
+`ops.py` says what every op computes, as plainly as NumPy allows; this package makes the
+heavy ones fast (Winograd and im2col convolution, tiled pooling, work split across the cores,
+the allocator tuning) without changing a result. Read it after the textbook, or not at all:
+
+- `table`: which kernels may replace which op, in order of preference, and `choose`;
+- `base`: what a kernel is (a subclass of its textbook op with `applies`);
+- `settings`: `use("reference")` / TINYGRAD_MNIST_KERNELS, `set_float32_precision`;
+- `layouts`: the memory-layout agreements between kernels;
+- the kernels: `conv_im2col`, `winograd`, `pool`, `elementwise`, `matmul`, `optimizers`;
+- helpers: `convolution` (what the fast convs share), `parallel` (batch splitting across
+  cores), `allocator` (keep freed memory between training steps).
+"""
+
+from .settings import get_float32_precision, mode, set_float32_precision, use
+from .table import KERNELS, choose
+
+__all__ = ["KERNELS", "choose", "get_float32_precision", "mode", "set_float32_precision", "use"]

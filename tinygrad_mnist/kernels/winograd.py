@@ -20,7 +20,8 @@ Everything is linear, so backward is the same machinery read in reverse:
     dU[p] = V[p]^T @ dM[p]   ->  d/dweight = (G (x) G)^T dU
     dV[p] = dM[p] @ U[p]^T   ->  d/dpatches = (B (x) B) dV, overlapping patches added up
 
-Arrays here are channels-last (N, H, W, C), as `ops.Conv2d` keeps them.
+Arrays here are channels-last (N, H, W, C), as the fast convolutions keep them (`layouts`);
+`WinogradConv2d` at the end is the kernel that the table uses.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import parallel
+from .convolution import FastConv2d
 
 TILE = 4  # output pixels per tile side
 PATCH = TILE + 2  # input pixels per patch side (a 3x3 kernel adds 2)
@@ -101,17 +103,6 @@ def _both_sides(m: np.ndarray, x: np.ndarray) -> np.ndarray:
     r, k = m.shape
     first = (m @ x.reshape(k, -1)).reshape(r, k, -1)  # along the patch rows
     return np.matmul(m, first).reshape(r * r, -1)  # along the columns, row by row
-
-
-def applies(weight_shape: tuple[int, ...], stride: tuple[int, int], dtype: np.dtype) -> bool:
-    """True when the Winograd path is valid and faster: 3x3 kernel, stride 1, 2+ input channels."""
-    _, c, kh, kw = weight_shape
-    return (
-        (kh, kw) == (3, 3)
-        and tuple(stride) == (1, 1)
-        and np.dtype(dtype).kind == "f"
-        and c >= MIN_IN_CHANNELS
-    )
 
 
 class Saved(NamedTuple):
@@ -255,3 +246,32 @@ def _add_patches(dpatches: np.ndarray, gx: np.ndarray) -> None:
             block = block.reshape(-1, th, TILE, tw, TILE, c)[:, :, :span_h, :, :span_w]
             part = dpatches[first_row : first_row + span_h, first_col : first_col + span_w]
             block += part.transpose(2, 3, 0, 4, 1, 5)
+
+
+class WinogradConv2d(FastConv2d):
+    """3x3 stride-1 convolutions with two or more input channels, by F(4x4, 3x3).
+
+    Not exact: the transforms' rounding makes float32 results ~10x less accurate than a
+    direct computation, so it only runs at `set_float32_precision("high")` (the default).
+    """
+
+    kernel = "winograd"
+    exact = False
+
+    @classmethod
+    def applies(cls, x, weight, bias=None, stride=(1, 1), padding=(0, 0)) -> bool:
+        _, c, kh, kw = weight.shape
+        return (
+            (kh, kw) == (3, 3)
+            and tuple(stride) == (1, 1)
+            and np.result_type(x, weight).kind == "f"
+            and c >= MIN_IN_CHANNELS
+        )
+
+    def _forward(self, x, weight, bias):
+        out, self.saved = forward(x, weight, bias, keep_patches=self.needs_input_grad[1])
+        return out
+
+    def _backward(self, g):
+        return backward(self.saved, g, self.needs_input_grad[0], self.needs_input_grad[1])
+

@@ -1,0 +1,171 @@
+"""Conv2d as one big matrix product (im2col), in two memory arrangements.
+
+- `Im2colConv2d`: every window becomes a row of `cols` (N*OH*OW, kh*kw*C), channels-last, and
+  out = cols @ W^T with W the weight as (O, kh*kw*C). Backward is GEMMs too: d/dW = grad^T @
+  cols, and d/dcols = grad @ W one kernel offset at a time, each slice added back into the
+  (padded) input pixels it came from.
+- `BatchLastConv2d`: the same for one input channel and few output channels (a first layer),
+  with the batch as the innermost axis of cols and of the output memory (O, OH, OW, N).
+Both split their batch (or output rows) across the cores (`parallel.split`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from . import layouts, parallel
+from .convolution import FastConv2d
+
+
+class Im2colConv2d(FastConv2d):
+    """Any convolution: im2col and one GEMM per batch share, channels-last."""
+
+    kernel = "im2col"
+
+    def _forward(self, x, weight, bias):
+        n, c, h, w, o, kh, kw, oh, ow, sh, sw, ph, pw = self.geometry
+        s0, s1, s2, s3 = x.strides
+        windows = as_strided(
+            x, (n, oh, ow, kh, kw, c), (s0, s1 * sh, s2 * sw, s1, s2, s3), writeable=False
+        )
+        if c == 1:
+            # one input channel: a window row would be kh*kw scattered numbers, slow to gather;
+            # store cols offset-major instead, (kh*kw, N*OH*OW), where each offset's pixels are
+            # long runs, and read it as its transpose, which BLAS takes as it is
+            store = np.empty((kh, kw, n, oh, ow), dtype=x.dtype)
+            source = windows[..., 0].transpose(3, 4, 0, 1, 2)
+            cols = store.reshape(kh * kw, n * oh * ow).T
+        else:
+            store = np.empty(windows.shape, dtype=x.dtype)
+            source = windows
+            cols = store.reshape(n * oh * ow, kh * kw * c)
+        batch_axis = 2 if c == 1 else 0
+        w2 = weight.transpose(0, 2, 3, 1).reshape(o, kh * kw * c)
+        pixels = oh * ow
+        out = layouts.conv_output(n, oh, ow, o, np.result_type(x, weight))
+
+        def part_forward(part):
+            # the one copy: im2col
+            index = (slice(None),) * batch_axis + (part,)
+            np.copyto(store[index], source[index])
+            rows = cols[part.start * pixels : part.stop * pixels]
+            # reshape is a view in both memory layouts: (N, OH, OW) are adjacent in each
+            np.matmul(rows, w2.T, out=out[part].reshape(-1, o))
+            if bias is not None:
+                out[part] += bias
+
+        parallel.split(n, part_forward, elements=cols.size, macs=cols.size * o)
+        self.cols = cols if self.needs_input_grad[1] else None
+        self.w2 = w2
+        return out
+
+    def _backward(self, g):
+        n, c, h, w, o, kh, kw, oh, ow, sh, sw, ph, pw = self.geometry
+        g2 = g.reshape(n * oh * ow, o)
+        pixels = oh * ow
+        gx = grad_w = None
+        if self.needs_input_grad[1]:
+
+            def part_weight_grad(part):
+                # cols^T @ g sums over every pixel of the batch: one product per image, then a
+                # sum. OpenBLAS is ~5x slower on the single product with its huge inner size.
+                rows = slice(part.start * pixels, part.stop * pixels)
+                images = part.stop - part.start
+                cols = self.cols[rows].T.reshape(-1, images, pixels).transpose(1, 0, 2)
+                return np.matmul(cols, g2[rows].reshape(images, pixels, o)).sum(axis=0)
+
+            parts = parallel.split(n, part_weight_grad, macs=self.cols.size * o)
+            gw = sum(parts[1:], start=parts[0])  # (kh*kw*C, O)
+            grad_w = gw.T.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
+        if self.needs_input_grad[0]:
+            # col2im one kernel offset at a time: d/dcols for offset (i, j) is g2 @ W[:, i, j, :],
+            # added into the input pixels that offset touched. One small scratch product is
+            # reused instead of materialising all of d/dcols (N*OH*OW x kh*kw*C), whose fresh
+            # pages cost more than the GEMM itself.
+            w4 = self.w2.reshape(o, kh, kw, c)
+            gx = np.zeros((n, h, w, c), dtype=g.dtype)
+
+            def part_input_grad(part):
+                g_rows = g2[part.start * pixels : part.stop * pixels]
+                scratch = np.empty((len(g_rows), c), dtype=np.result_type(g2, w4))
+                target = gx[part]
+                for i in range(kh):
+                    for j in range(kw):
+                        np.matmul(g_rows, w4[:, i, j, :], out=scratch)
+                        target[:, i : i + sh * oh : sh, j : j + sw * ow : sw] += scratch.reshape(
+                            -1, oh, ow, c
+                        )
+
+            parallel.split(
+                n, part_input_grad, elements=g2.size * kh * kw, macs=g2.size * kh * kw * c
+            )
+        return gx, grad_w
+
+
+class BatchLastConv2d(FastConv2d):
+    """One input channel, few output channels (a first layer): output memory (O, OH, OW, N).
+
+    With the batch innermost, every view the ReLU and 2x2 max-pool after this conv take is made
+    of runs of N numbers, instead of runs of a few channels or a 13-pixel half row; NumPy's
+    per-run cost then vanishes and those ops run 3-5x faster.
+    """
+
+    kernel = "batch-last"
+
+    @classmethod
+    def applies(cls, x, weight, bias=None, stride=(1, 1), padding=(0, 0)) -> bool:
+        return weight.shape[1] == 1 and weight.shape[0] < layouts.CHANNEL_MAJOR_BELOW
+
+    def _forward(self, x, weight, bias):
+        n, c, h, w, o, kh, kw, oh, ow, sh, sw, ph, pw = self.geometry
+        image = np.empty((h, w, n), dtype=x.dtype)  # the input with the batch last
+
+        def part_transpose(rows):
+            np.copyto(image[rows], x[:, rows, :, 0].transpose(1, 2, 0))
+
+        parallel.split(h, part_transpose, elements=image.size * 4)  # a strided gather
+        s0, s1, s2 = image.strides
+        windows = as_strided(
+            image, (kh, kw, oh, ow, n), (s0, s1, s0 * sh, s1 * sw, s2), writeable=False
+        )
+        store = np.empty(windows.shape, dtype=x.dtype)
+        w2 = weight.reshape(o, kh * kw)
+        out = np.empty((o, oh, ow, n), dtype=np.result_type(x, weight))
+
+        def part_forward(rows):  # output rows
+            np.copyto(store[:, :, rows], windows[:, :, rows])
+            cols = store[:, :, rows].reshape(kh * kw, -1)
+            np.matmul(w2, cols, out=out[:, rows].reshape(o, -1))
+            if bias is not None:
+                out[:, rows] += bias[:, None, None, None]
+
+        parallel.split(oh, part_forward, elements=store.size, macs=store.size * o)
+        self.cols = store.reshape(kh * kw, -1) if self.needs_input_grad[1] else None
+        self.w2 = w2
+        return out.transpose(3, 1, 2, 0)
+
+    def _backward(self, g):
+        n, c, h, w, o, kh, kw, oh, ow, sh, sw, ph, pw = self.geometry
+        g2 = g.transpose(3, 1, 2, 0).reshape(o, oh * ow * n)  # a view in forward's layout
+        gx = grad_w = None
+        if self.needs_input_grad[1]:
+
+            def part_weight_grad(part):
+                # g @ cols^T sums over every pixel of the batch: one product per output row,
+                # then a sum. OpenBLAS is ~5x slower on one product with such a huge inner size.
+                rows = slice(part.start * ow * n, part.stop * ow * n)
+                a = g2[:, rows].reshape(o, -1, ow * n).transpose(1, 0, 2)
+                b = self.cols[:, rows].reshape(kh * kw, -1, ow * n).transpose(1, 2, 0)
+                return np.matmul(a, b).sum(axis=0)
+
+            parts = parallel.split(oh, part_weight_grad, macs=g2.size * kh * kw)
+            grad_w = sum(parts[1:], start=parts[0]).reshape(o, 1, kh, kw)
+        if self.needs_input_grad[0]:
+            dcols = parallel.matmul(self.w2.T, g2).reshape(kh, kw, oh, ow, n)
+            image_grad = np.zeros((h, w, n), dtype=g.dtype)
+            for i in range(kh):
+                for j in range(kw):
+                    image_grad[i : i + sh * oh : sh, j : j + sw * ow : sw] += dcols[i, j]
+            gx = image_grad.transpose(2, 0, 1)[..., None]  # (N, H, W, 1)
+        return gx, grad_w

@@ -1,0 +1,84 @@
+"""What the fast convolutions share: channels-last input, padding, bias and input gradients.
+
+Each fast Conv2d kernel (im2col, batch-last, Winograd) works on the input as channels-last
+(N, H, W, C) memory, already padded, and produces an output that is an (N, OH, OW, O) view of
+whatever memory order it chose (see `layouts`). This base class does the parts they have in
+common, so each kernel only writes its own `_forward` and `_backward`.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import ops
+from . import parallel
+from .base import Kernel
+
+
+class Geometry(NamedTuple):
+    """The sizes of one convolution; h and w are of the padded input."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    o: int
+    kh: int
+    kw: int
+    oh: int
+    ow: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+
+
+class FastConv2d(Kernel, ops.Conv2d):
+    """The frame of a fast Conv2d: subclasses fill in `_forward` and `_backward`."""
+
+    def forward(self, x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
+        (sh, sw), (ph, pw) = stride, padding
+        o, c, kh, kw = weight.shape
+        # channels-last: a window's patch is kh*kw runs of C adjacent numbers, and when x is
+        # the NCHW view of a previous conv's channels-last output this transpose is free
+        x = x.transpose(0, 2, 3, 1)
+        if ph or pw:
+            x = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+        n, h, w, _ = x.shape
+        oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+        self.geometry = Geometry(n, c, h, w, o, kh, kw, oh, ow, sh, sw, ph, pw)
+        self.has_bias = bias is not None
+        out = self._forward(x, weight, bias)  # an (N, OH, OW, O) view
+        return out.transpose(0, 3, 1, 2)
+
+    def backward(self, grad):
+        geo = self.geometry
+        g = grad.transpose(0, 2, 3, 1)  # free when grad has the output's memory layout
+        gx, grad_w = self._backward(g)
+        grad_b = None
+        if self.has_bias and self.needs_input_grad[2]:
+            grad_b = sum_per_channel(g)
+        grad_x = None
+        if gx is not None:  # (N, H, W, C) of the padded input: drop the padding
+            grad_x = gx[:, geo.ph : geo.h - geo.ph, geo.pw : geo.w - geo.pw].transpose(0, 3, 1, 2)
+        return grad_x, grad_w, grad_b
+
+    @abstractmethod
+    def _forward(self, x: np.ndarray, weight: np.ndarray, bias) -> np.ndarray:
+        """out (N, OH, OW, O view) from padded channels-last x (N, H, W, C)."""
+
+    @abstractmethod
+    def _backward(self, g: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(d/dx as padded (N, H, W, C) or None, d/dweight (O, C, kh, kw) or None) from g."""
+
+
+def sum_per_channel(g: np.ndarray) -> np.ndarray:
+    """g (N, OH, OW, O) summed over all but its last axis, as one vector-matrix product
+    (NumPy's sum down a tall, narrow array is ~20x slower). The other axes are read in their
+    memory order, so the (O, N*OH*OW) matrix is a view for every layout the convs produce."""
+    pixel_axes = sorted(range(3), key=lambda axis: -g.strides[axis])
+    g2 = g.transpose(3, *pixel_axes).reshape(g.shape[3], -1)
+    return parallel.matmul(g2, np.ones((g2.shape[1], 1), dtype=g2.dtype))[:, 0]

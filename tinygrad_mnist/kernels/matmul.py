@@ -1,0 +1,41 @@
+"""Matrix products on both cores with one-thread BLAS each (`parallel.matmul`).
+
+After a threaded product OpenBLAS keeps its idle threads spinning for ~0.1 s, which in a
+training loop takes a core from everything else; splitting the rows (or columns) between our
+own threads, each with a one-thread BLAS, keeps both cores on the product and nothing spinning.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from . import parallel
+from .base import Kernel
+
+
+class ThreadedMatMul(Kernel, ops.MatMul):
+    """a @ b for 2-D operands, split across the cores; the gradient of a column-major `a` is
+    column-major too (`layouts`, agreement 4)."""
+
+    kernel = "threaded"
+
+    @classmethod
+    def applies(cls, a, b) -> bool:
+        return a.ndim == 2 and b.ndim == 2
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return parallel.matmul(a, b)
+
+    def backward(self, grad):
+        a, b = self.a, self.b
+        grad_a = grad_b = None
+        if self.needs_input_grad[0]:
+            if a.flags.f_contiguous and not a.flags.c_contiguous:
+                grad_a = parallel.matmul(b, grad.T).T  # (b @ grad^T)^T: column-major
+            else:
+                grad_a = parallel.matmul(grad, b.T)
+        if self.needs_input_grad[1]:
+            grad_b = parallel.matmul(a.T, grad)
+        return grad_a, grad_b

@@ -1,0 +1,160 @@
+"""Max-pool over non-overlapping tiles (kernel == stride), without copying windows.
+
+Split H into (OH, kh) and W into (OW, kw): a view in any memory layout, so the max is an
+elementwise max over the kh*kw offsets, on arrays in the input's own layout (`layouts`,
+agreement 3). Forward records which offset won each tile; backward routes each tile's gradient
+there with one multiply per offset. 2x2 tiles, the common case, get a shorter path: a max
+within each row, then between the rows, with three boolean winners.
+Same rules as the textbook `ops.MaxPool2d`: ties go to the first maximum in reading order, a
+window holding NaN outputs NaN and sends its gradient to its last NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from . import parallel
+from .base import Kernel
+
+
+def tiles(x: np.ndarray, oh: int, ow: int, kh: int, kw: int) -> np.ndarray:
+    """The view (N, C, OH, kh, OW, kw) of x (N, C, H, W) cut into non-overlapping kh x kw tiles.
+
+    Splitting an axis in two is always a view, so writing to the tiles writes to x."""
+    n, c = x.shape[:2]
+    return x[:, :, : oh * kh, : ow * kw].reshape(n, c, oh, kh, ow, kw)
+
+
+class TiledMaxPool2d(Kernel, ops.MaxPool2d):
+    """MaxPool2d when the windows tile the input (kernel_size == stride)."""
+
+    kernel = "tiled"
+
+    @classmethod
+    def applies(cls, x, kernel_size=(2, 2), stride=(2, 2)) -> bool:
+        # winners are uint8 offsets: at most 256 per window
+        return tuple(kernel_size) == tuple(stride) and kernel_size[0] * kernel_size[1] <= 256
+
+    def forward(self, x, kernel_size=(2, 2), stride=(2, 2)):
+        kh, kw = kernel_size
+        n, c, h, w = x.shape
+        oh, ow = h // kh, w // kw
+        self.geometry = (h, w, oh, ow, kh, kw)
+        self.x, self.winner, self.pair_winners = x, None, None
+        x_tiles = tiles(x, oh, ow, kh, kw)
+        out = np.empty_like(x_tiles[:, :, :, 0, :, 0])  # x's memory layout
+        if (kh, kw) == (2, 2):
+            self._max_2x2(x_tiles, out)
+        else:
+            self._max_tiles(x_tiles, out)
+        if self.needs_input_grad[0] and out.dtype.kind == "f" and np.isnan(out).any():
+            self._send_nan_gradients_to_last_nan(x_tiles)
+        return out
+
+    def _max_2x2(self, x_tiles, out):
+        """The max of 2x2 tiles as a max within each row, then between the rows.
+
+        Three boolean arrays say which one won each comparison (ties: the first), which is
+        the first maximum in reading order; backward routes the gradient with them.
+        """
+        corners = [x_tiles[:, :, :, i, :, j] for i in (0, 1) for j in (0, 1)]
+        want = self.needs_input_grad[0]
+        picks = [np.empty_like(out, dtype=bool) for _ in range(3)] if want else None
+
+        def part_max(part):
+            top_left, top_right, bottom_left, bottom_right = (t[part] for t in corners)
+            top = np.maximum(top_left, top_right)
+            bottom = np.maximum(bottom_left, bottom_right)
+            if want:
+                right_in_top, right_in_bottom, bottom_row = (p[part] for p in picks)
+                np.greater(top_right, top_left, out=right_in_top)
+                np.greater(bottom_right, bottom_left, out=right_in_bottom)
+                np.greater(bottom, top, out=bottom_row)
+            np.maximum(top, bottom, out=out[part])
+
+        parallel.split(len(out), part_max, elements=out.size * 8)  # ~6 passes
+        self.pair_winners = picks
+
+    def _max_tiles(self, x_tiles, out):
+        """The max of general kh x kw tiles, with `winner` the offset of the first maximum."""
+        kh, kw = x_tiles.shape[3], x_tiles.shape[5]
+        offsets = [(i, j) for i in range(kh) for j in range(kw)]
+        winner = np.empty_like(out, dtype=np.uint8) if self.needs_input_grad[0] else None
+
+        def part_max(part):
+            part_tiles, part_out = x_tiles[part], out[part]
+            part_winner = None if winner is None else winner[part]
+            part_out[...] = part_tiles[:, :, :, 0, :, 0]
+            if part_winner is not None:
+                part_winner[...] = 0
+            for k, (i, j) in enumerate(offsets[1:], start=1):
+                v = part_tiles[:, :, :, i, :, j]
+                if part_winner is not None:
+                    # winner = k where v beats the max so far, as uint8 arithmetic that
+                    # wraps, (k - winner) * better + winner: 20x faster than a masked copy
+                    step = np.subtract(np.uint8(k), part_winner, dtype=np.uint8)
+                    step *= v > part_out
+                    part_winner += step
+                np.maximum(part_out, v, out=part_out)
+
+        parallel.split(len(out), part_max, elements=x_tiles.size * 5)  # ~5 passes per offset
+        self.winner = winner
+
+    def _send_nan_gradients_to_last_nan(self, x_tiles):
+        """Rare: rewrite the winners as `winner` offsets, the last NaN winning a NaN window."""
+        kh, kw = x_tiles.shape[3], x_tiles.shape[5]
+        if self.pair_winners is not None:
+            right_in_top, right_in_bottom, bottom_row = self.pair_winners
+            right = np.where(bottom_row, right_in_bottom, right_in_top)
+            self.winner = (2 * bottom_row + right).astype(np.uint8)
+            self.pair_winners = None
+        offsets = [(i, j) for i in range(kh) for j in range(kw)]
+        for k, (i, j) in enumerate(offsets):
+            np.copyto(self.winner, k, where=np.isnan(x_tiles[:, :, :, i, :, j]))
+
+    def backward(self, grad):
+        h, w, oh, ow, kh, kw = self.geometry
+        # gx has x's memory layout, so its tiles line up with x's
+        fresh = np.zeros_like if (h, w) != (oh * kh, ow * kw) else np.empty_like
+        gx = fresh(self.x, dtype=grad.dtype)
+        grad_tiles = tiles(gx, oh, ow, kh, kw)
+        if self.pair_winners is not None:
+            self._route_2x2(grad, grad_tiles)
+        else:
+            self._route_tiles(grad, grad_tiles)
+        return (gx,)
+
+    def _route_2x2(self, grad, grad_tiles):
+        """Each 2x2 window's gradient to its winner, by the three comparisons of forward."""
+        right_in_top, right_in_bottom, bottom_row = self.pair_winners
+
+        def part_grad(part):
+            # grad in the memory layout of the winners (that of x): mixed layouts make every
+            # multiply below a slow strided loop
+            g = np.empty_like(bottom_row[part], dtype=grad.dtype)
+            g[...] = grad[part]
+            to_bottom = g * bottom_row[part]
+            to_top = g * ~bottom_row[part]
+            part_tiles = grad_tiles[part]
+            np.multiply(to_top, right_in_top[part], out=part_tiles[:, :, :, 0, :, 1])
+            np.multiply(to_top, ~right_in_top[part], out=part_tiles[:, :, :, 0, :, 0])
+            np.multiply(to_bottom, right_in_bottom[part], out=part_tiles[:, :, :, 1, :, 1])
+            np.multiply(to_bottom, ~right_in_bottom[part], out=part_tiles[:, :, :, 1, :, 0])
+
+        parallel.split(len(grad), part_grad, elements=grad.size * 8)
+
+    def _route_tiles(self, grad, grad_tiles):
+        """Each tile's gradient to the offset recorded in `winner`."""
+        kh, kw = grad_tiles.shape[3], grad_tiles.shape[5]
+
+        def part_grad(part):
+            winner = self.winner[part]
+            g = np.empty_like(winner, dtype=grad.dtype)
+            g[...] = grad[part]
+            part_tiles = grad_tiles[part]
+            for i in range(kh):
+                for j in range(kw):
+                    np.multiply(g, winner == i * kw + j, out=part_tiles[:, :, :, i, :, j])
+
+        parallel.split(len(grad), part_grad, elements=grad.size * kh * kw * 2)
