@@ -3,6 +3,8 @@
     tinygrad-mnist train [--model lenet-cnn] [--epochs N | --iterations N] [--lr X] ...
     tinygrad-mnist evaluate WEIGHTS.npz [--model NAME] [--data DIR|sample]
     tinygrad-mnist graph --model NAME --out FILE.svg [--collapse] [--batch 2]
+    tinygrad-mnist predict WEIGHTS.npz IMAGE... [--json] [--invert auto|yes|no]
+    tinygrad-mnist serve WEIGHTS.npz [--port 8000] [--host 127.0.0.1]
 
 Errors print one line, `tinygrad-mnist: error: ...`, on stderr and exit non-zero (2 for bad
 arguments, 1 for everything else), with no traceback and no half-written files.
@@ -12,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Sequence
@@ -24,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data, nn, optim, plots, train
-from .files import write_atomically
+from .files import remove_stale_temp_files, write_atomically
 from .kernels.allocator import tune_allocator
 from .models import MODELS, build_model
 from .tensor import Tensor
@@ -42,8 +47,24 @@ TEST_SUBSET = 1000  # test examples used at intermediate evaluation points (the 
 NORMALIZE = True  # inputs are standardised by MNIST's mean and std
 
 
+CHECKPOINT = "checkpoint.npz"  # in --out while a run is under way or interrupted
+RUN_SETTINGS = "run.json"  # in --out beside it: what `train --resume` needs to rebuild the run
+# A run whose model ends no better than chance has failed, whatever its loss did: test accuracy
+# under this, with a final training loss near or above that of a uniform guess (ln 10).
+CHANCE_ACCURACY = 0.2
+CHANCE_LOSS = 0.95 * math.log(10)
+
+
 class CommandError(Exception):
-    """A user-facing failure: printed as one line, exit status 1."""
+    """A user-facing failure: printed as one line, exit status 1 (`status` to change it)."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: unwinds like Ctrl-C, so nothing half-written is left behind."""
 
 
 # ---------------------------------------------------------------- argument parsing
@@ -107,7 +128,7 @@ def make_parser() -> argparse.ArgumentParser:
         description="Train a model on MNIST; write weights, history (CSV, JSON) and PNG plots "
         "to --out, then print the test accuracy.",
     )
-    tr.add_argument("--model", choices=list(MODELS), default=DEFAULT_MODEL,
+    tr.add_argument("--model", choices=list(MODELS),
                     help=f"network to train (default {DEFAULT_MODEL})")
     length = tr.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=_positive_int,
@@ -126,9 +147,12 @@ def make_parser() -> argparse.ArgumentParser:
     tr.add_argument("--limit-per-digit", type=_positive_int, metavar="N",
                     help="train on at most N random examples of each digit")
     tr.add_argument("--data", metavar="DIR|sample", help=data_help)
-    tr.add_argument("--seed", type=_nonnegative_int, default=0,
+    tr.add_argument("--seed", type=_nonnegative_int,
                     help="seeds the initialisation and the shuffling (default 0)")
     tr.add_argument("--out", type=Path, help="output folder (default runs/MODEL)")
+    tr.add_argument("--resume", type=Path, metavar="DIR",
+                    help="continue the interrupted run in DIR (its --out) with its settings; the "
+                    "result is the same as if it had never stopped")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
 
     ev = commands.add_parser(
@@ -153,6 +177,39 @@ def make_parser() -> argparse.ArgumentParser:
     gr.add_argument("--collapse", action="store_true", help="draw each layer as one box")
     gr.add_argument("--batch", type=_positive_int, default=2,
                     help="number of sample images in the batch (default 2)")
+
+    model_help = ("network of the weights (default: read from WEIGHTS' .json sidecar, else "
+                  "inferred from the weight shapes)")
+    pr = commands.add_parser(
+        "predict",
+        help="read the digit in each of one's own images",
+        description="Read the handwritten digit in each image (PNG or JPEG, any size, dark ink "
+        "on light paper or the reverse) with weights saved by `train`: one line per image with "
+        "the digit and the most likely classes.",
+    )
+    pr.add_argument("weights", type=Path, metavar="WEIGHTS", help="a .npz written by train")
+    pr.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    pr.add_argument("--model", choices=list(MODELS), help=model_help)
+    pr.add_argument("--invert", choices=list(INVERT_CHOICES), default="auto",
+                    help="yes: dark ink on light paper; no: light ink on dark (as MNIST); auto "
+                    "(default): decided from the paper of each image")
+    pr.add_argument("--top", type=_positive_int, default=3,
+                    help="how many of the most likely digits to list (default 3)")
+    pr.add_argument("--json", action="store_true",
+                    help="print one JSON document with every image's ten probabilities")
+
+    sv = commands.add_parser(
+        "serve",
+        help="a local page to draw a digit and watch the network read it",
+        description="Serve a page where one draws a digit and sees what the network reads: "
+        "the 28x28 input, the ten probabilities and the saliency map. Ctrl-C stops it.",
+    )
+    sv.add_argument("weights", type=Path, metavar="WEIGHTS", help="a .npz written by train")
+    sv.add_argument("--model", choices=list(MODELS), help=model_help)
+    sv.add_argument("--port", type=_int_at_least(0), default=8000,
+                    help="TCP port (default 8000; 0 picks a free one)")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1: this computer only)")
     return parser
 
 
@@ -192,8 +249,10 @@ def _load_data(choice: str | None, normalize: bool = NORMALIZE) -> Dataset:
     else:
         try:
             mnist, source = data.load_mnist(download=True), "full MNIST"
+        except data.MNISTFormatError as err:  # a file the user put in $TINYGRAD_MNIST_DATA
+            raise CommandError(" ".join(str(err).split())) from None
         except (OSError, ValueError) as err:
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            reason = _one_line_reason(err)
             print(
                 f"{PROG}: WARNING: full MNIST is not available ({reason}); using the bundled "
                 "sample (5,000 train, 1,000 test images) instead. Get full MNIST with --data DIR "
@@ -211,6 +270,14 @@ def _load_data(choice: str | None, normalize: bool = NORMALIZE) -> Dataset:
     )
 
 
+def _one_line_reason(err: BaseException) -> str:
+    """Why full MNIST is unavailable, on one line (every mirror's failure for a download)."""
+    failures = getattr(err, "failures", None)
+    if failures:
+        return f"could not download {err.name}: " + "; ".join(failures)
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def _read_mnist(folder: Path) -> data.MNIST:
     try:
         return data.load_mnist(folder, download=False)
@@ -221,21 +288,31 @@ def _read_mnist(folder: Path) -> data.MNIST:
 # ---------------------------------------------------------------- output
 
 
-def _prepare_out(out: Path) -> bool:
+def _prepare_out(out: Path) -> list[Path]:
     """Create the output folder and check that files can be written in it.
 
-    Returns whether the folder was created (so a failed run can remove it again).
+    Returns the folders created, deepest first (so a failed start can remove them again).
     """
-    created = not out.exists()
+    created = [p for p in (out, *out.parents) if not p.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test.")
+        fd, probe = tempfile.mkstemp(dir=out, prefix=f".write-test.{os.getpid()}.", suffix=".tmp")
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
+        _remove_empty(created)
         reason = err.strerror or str(err)
         raise CommandError(f"cannot write to output folder {out}: {reason}") from None
     return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove those of `folders` (deepest first) that are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (or gone): its parents are not empty either
 
 
 def _write_json(path: Path, obj) -> None:
@@ -256,7 +333,16 @@ def _make_optimizer(name: str, params, lr: float) -> optim.Optimizer:
     return optim.SGD(params, lr=lr, momentum=0.9)
 
 
+# the options that define a run: `train --resume DIR` takes them from DIR, not the command line
+RUN_OPTIONS = ("model", "epochs", "iterations", "lr", "batch_size", "optimizer", "schedule",
+               "limit_per_digit", "seed", "out")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        return _resume(args)
+    if args.model is None:
+        args.model = DEFAULT_MODEL
     recipe = dict(RECIPES[args.model])
     for key in ("optimizer", "lr", "batch_size", "schedule"):
         if getattr(args, key) is not None:
@@ -268,59 +354,131 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         recipe["epochs"] = args.epochs or recipe["epochs"]
         recipe["iterations"] = None
+    settings = {
+        "model": args.model,
+        "recipe": recipe,
+        "data": args.data,
+        "limit_per_digit": args.limit_per_digit,
+        "seed": 0 if args.seed is None else args.seed,
+    }
 
     out = args.out or Path("runs") / args.model
+    if (out / CHECKPOINT).is_file():
+        raise CommandError(
+            f"{out} holds an interrupted run ({CHECKPOINT}): continue it with "
+            f"`{PROG} train --resume {out}`, or delete it or choose another --out"
+        )
     created = _prepare_out(out)
+    remove_stale_temp_files(out)
     try:
-        return _train(args, recipe, out)
+        return _train(settings, out, quiet=args.quiet, resuming=False)
     except BaseException:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
+        _remove_empty(created)
         raise
 
 
-def _train(args: argparse.Namespace, recipe: dict, out: Path) -> int:
-    dataset = _load_data(args.data)
-    x, y = dataset.x_train, dataset.y_train
-    if args.limit_per_digit:
-        x, y = data.limit_per_digit(x, y, args.limit_per_digit, seed=args.seed)
+def _resume(args: argparse.Namespace) -> int:
+    """`train --resume DIR`: rebuild the run from DIR's settings and continue its checkpoint."""
+    given = [
+        "--" + name.replace("_", "-") for name in RUN_OPTIONS if getattr(args, name) is not None
+    ]
+    if given:
+        raise CommandError(
+            f"--resume continues a run with the settings it was started with; drop "
+            f"{', '.join(given)} (only --data and --quiet may be given)", status=2
+        )
+    out: Path = args.resume
+    settings_path = out / RUN_SETTINGS
+    if not (out / CHECKPOINT).is_file() or not settings_path.is_file():
+        finished = " (the run there has finished: it has model.npz)" if (
+            out / "model.npz").is_file() else ""
+        raise CommandError(
+            f"nothing to resume in {out}: expected {CHECKPOINT} and {RUN_SETTINGS} there, as an "
+            f"interrupted `{PROG} train --out {out}` leaves them{finished}"
+        )
+    try:
+        settings = json.loads(settings_path.read_text())
+        if not isinstance(settings, dict) or settings.get("model") not in MODELS:
+            raise ValueError("expected the JSON object that `train` writes")
+        for key in ("recipe", "data", "limit_per_digit", "seed"):
+            settings[key]  # noqa: B018 (present?)
+    except (OSError, ValueError, KeyError) as err:
+        raise CommandError(f"{settings_path} is not a run's settings file ({err})") from None
+    if args.data is not None:
+        settings["data"] = args.data  # the same data, found somewhere else
+    remove_stale_temp_files(out)
+    return _train(settings, out, quiet=args.quiet, resuming=True)
 
-    nn.init.manual_seed(args.seed)
-    model = build_model(args.model)
+
+def _train(settings: dict, out: Path, quiet: bool, resuming: bool) -> int:
+    name, recipe, seed = settings["model"], settings["recipe"], settings["seed"]
+    dataset = _load_data(settings["data"])
+    x, y = dataset.x_train, dataset.y_train
+    if settings["limit_per_digit"]:
+        x, y = data.limit_per_digit(x, y, settings["limit_per_digit"], seed=seed)
+    if not resuming:  # the data is there: the run can start, and be resumed
+        if settings["data"] is None and dataset.source == "the bundled sample":
+            settings = {**settings, "data": "sample"}  # resume on what it fell back to
+        elif settings["data"] not in (None, "sample"):
+            settings = {**settings, "data": str(Path(settings["data"]).expanduser().resolve())}
+        _write_json(out / RUN_SETTINGS, settings)
+
+    nn.init.manual_seed(seed)
+    model = build_model(name)
     optimizer = _make_optimizer(recipe["optimizer"], model.parameters(), recipe["lr"])
     length = (
         f"{recipe['iterations']} iterations" if recipe["iterations"]
         else f"{recipe['epochs']} epoch{'s' if recipe['epochs'] != 1 else ''}"
     )
     print(
-        f"training {args.model} on {dataset.source} ({len(y)} train, {len(dataset.y_test)} test "
-        f"images): {length}, {recipe['optimizer']} lr {recipe['lr']:g} ({recipe['schedule']}), "
-        f"batch {recipe['batch_size']}, seed {args.seed}",
+        f"{'resuming' if resuming else 'training'} {name} on {dataset.source} ({len(y)} train, "
+        f"{len(dataset.y_test)} test images): {length}, {recipe['optimizer']} lr "
+        f"{recipe['lr']:g} ({recipe['schedule']}), batch {recipe['batch_size']}, seed {seed}",
         flush=True,
     )
+    checkpoint = out / CHECKPOINT
     start = time.perf_counter()
-    history = train.fit(
-        model,
-        optimizer,
-        (x, y),
-        (dataset.x_test, dataset.y_test),
-        epochs=recipe["epochs"] or 1,
-        iterations=recipe["iterations"],
-        batch_size=recipe["batch_size"],
-        seed=args.seed,
-        progress=not args.quiet,
-        lr_schedule=recipe["schedule"],
-        test_subset=TEST_SUBSET,
-    )
+    try:
+        history = train.fit(
+            model,
+            optimizer,
+            (x, y),
+            (dataset.x_test, dataset.y_test),
+            epochs=recipe["epochs"] or 1,
+            iterations=recipe["iterations"],
+            batch_size=recipe["batch_size"],
+            seed=seed,
+            progress=not quiet,
+            lr_schedule=recipe["schedule"],
+            test_subset=TEST_SUBSET,
+            checkpoint=checkpoint,
+            resume=checkpoint if resuming else None,
+        )
+    except train.TrainingDiverged as err:
+        _forget_run(out)  # resuming would diverge again, step for step
+        before = (
+            f"the last finite loss was {err.last_finite_loss:.4g}"
+            if err.last_finite_loss is not None else "on the first step"
+        )
+        raise CommandError(
+            f"training diverged at iteration {err.iteration}: the loss became {err.loss} "
+            f"({before}); try a lower --lr than {recipe['lr']:g}"
+        ) from None
+    except ValueError as err:  # a checkpoint that does not fit this run
+        if not resuming:
+            raise
+        raise CommandError(" ".join(str(err).split())) from None
     seconds = time.perf_counter() - start
+    if resuming:
+        seconds = history.seconds[-1] if history.seconds else seconds
     evaluation = history.final  # on the whole test set, after the last step
 
     weights = out / "model.npz"
     model.save(weights)
     _write_json(sidecar_path(weights), {
-        "model": args.model,
+        "model": name,
         "normalize": NORMALIZE,
-        "seed": args.seed,
+        "seed": seed,
         "data": dataset.source,
         "train_examples": int(len(y)),
         "recipe": recipe,
@@ -329,17 +487,31 @@ def _train(args: argparse.Namespace, recipe: dict, out: Path) -> int:
     })
     history.to_csv(out / "history.csv")
     history.to_json(out / "history.json")
-    title = f"{args.model} on {dataset.source}"
+    title = f"{name} on {dataset.source}"
     plots.plot_curves(history, out / "curves.png", title=title)
     plots.plot_confusion(evaluation, out / "confusion.png")
     plots.plot_misclassified(
         dataset.test_images, dataset.y_test, evaluation.predictions, out / "misclassified.png"
     )
     plots.plot_filters(model, out / "filters.png")
+    _forget_run(out)  # finished: model.json now records the run
     print(f"trained in {seconds:.1f} s; wrote model.npz, model.json, history.csv, history.json, "
           f"curves.png, confusion.png, misclassified.png, filters.png to {out}")
     print(evaluation)
+    if evaluation.accuracy < CHANCE_ACCURACY and history.train_loss[-1] >= CHANCE_LOSS:
+        raise CommandError(
+            f"training failed: the model ended no better than chance (test accuracy "
+            f"{100 * evaluation.accuracy:.2f}%, training loss {history.train_loss[-1]:.3g}; a "
+            f"uniform guess scores {math.log(10):.3g}); the learning rate "
+            f"{recipe['lr']:g} is probably too high: try a lower --lr (files in {out})"
+        )
     return 0
+
+
+def _forget_run(out: Path) -> None:
+    """Delete the checkpoint and settings of the run in `out` (finished, or not resumable)."""
+    for name in (CHECKPOINT, RUN_SETTINGS):
+        (out / name).unlink(missing_ok=True)
 
 
 def _infer_model(state: dict[str, np.ndarray]) -> str:
@@ -354,8 +526,22 @@ def _infer_model(state: dict[str, np.ndarray]) -> str:
     )
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    weights: Path = args.weights
+@dataclass
+class TrainedModel:
+    """A model loaded from weights written by `train`, with what its sidecar says about it."""
+
+    model: nn.Module
+    name: str
+    normalize: bool  # how its inputs were preprocessed (data.preprocess's normalize)
+    info: dict  # the sidecar model.json ({} when absent)
+
+
+def load_trained_model(weights: Path, model_name: str | None = None) -> TrainedModel:
+    """The network saved at `weights` by `train`; CommandError saying what is wrong otherwise.
+
+    The architecture is `model_name`, else the one named in the .json sidecar, else the one
+    whose parameter shapes match the weights.
+    """
     if not weights.is_file():
         raise CommandError(f"no weights file at {weights}")
     info = {}
@@ -365,12 +551,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             info = json.loads(sidecar.read_text())
         except (OSError, ValueError) as err:
             raise CommandError(f"{sidecar} is not valid JSON ({err})") from None
+        if not isinstance(info, dict):
+            raise CommandError(f"{sidecar} should hold a JSON object, not {type(info).__name__}")
     try:
-        with np.load(weights, allow_pickle=False) as archive:
+        archive = np.load(weights, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(
+                f"it holds a single {type(archive).__name__} (an .npy file?), not an .npz "
+                "archive of named arrays"
+            )
+        with archive:
             state = {k: archive[k] for k in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise CommandError(f"{weights} is not a valid .npz weights file ({err})") from None
-    name = args.model or info.get("model") or _infer_model(state)
+    name = model_name or info.get("model") or _infer_model(state)
     if name not in MODELS:
         raise CommandError(f"{sidecar} names an unknown model {name!r}; pass --model")
     model = build_model(name)
@@ -379,8 +573,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except (KeyError, ValueError) as err:
         message = err.args[0] if err.args else str(err)
         raise CommandError(f"{weights} does not fit {name}: {message}") from None
+    try:
+        train.check_finite_parameters(model, "load")
+    except ValueError as err:
+        raise CommandError(f"{weights}: {str(err).removeprefix('load: ')}") from None
+    return TrainedModel(model, name, bool(info.get("normalize", NORMALIZE)), info)
 
-    dataset = _load_data(args.data, normalize=bool(info.get("normalize", NORMALIZE)))
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    weights: Path = args.weights
+    loaded = load_trained_model(weights, args.model)
+    model, name = loaded.model, loaded.name
+    dataset = _load_data(args.data, normalize=loaded.normalize)
     evaluation = train.evaluate(model, dataset.x_test, dataset.y_test)
     print(f"{name} from {weights} on {dataset.source} ({len(dataset.y_test)} test images)")
     per_digit = "  ".join(
@@ -415,27 +619,113 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "graph": cmd_graph}
+INVERT_CHOICES = {"auto": "auto", "yes": True, "no": False}  # --invert -> prepare_image's invert
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    loaded = load_trained_model(args.weights, args.model)
+    inputs = []
+    for path in args.images:
+        try:
+            inputs.append(data.prepare_image(path, invert=INVERT_CHOICES[args.invert],
+                                             normalize=loaded.normalize))
+        except (OSError, ValueError) as err:
+            raise CommandError(str(err).removeprefix("prepare_image: ")) from None
+    probabilities = train.predict_proba(loaded.model, np.concatenate(inputs))
+    digits = probabilities.argmax(axis=1)
+    if args.json:
+        print(json.dumps({
+            "model": loaded.name,
+            "weights": str(args.weights),
+            "predictions": [
+                {"image": str(path), "digit": int(digit),
+                 "probabilities": [round(float(p), 6) for p in row]}
+                for path, digit, row in zip(args.images, digits, probabilities, strict=True)
+            ],
+        }, indent=1))
+        return 0
+    for path, digit, row in zip(args.images, digits, probabilities, strict=True):
+        likely = np.argsort(-row, kind="stable")[:args.top]
+        listing = ", ".join(f"{d} {100 * row[d]:.1f}%" for d in likely)
+        print(f"{path}: {digit}  ({listing})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from . import serve  # only this command needs the web server
+
+    loaded = load_trained_model(args.weights, args.model)
+    info = {key: loaded.info[key] for key in ("test_accuracy", "data") if key in loaded.info}
+    info.update(model=loaded.name, weights=str(args.weights))
+    try:
+        serve.serve(loaded.model, args.host, args.port, normalize=loaded.normalize, info=info,
+                    weights=args.weights)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise CommandError(f"cannot serve on {args.host}:{args.port}: {reason}") from None
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "graph": cmd_graph,
+    "predict": cmd_predict,
+    "serve": cmd_serve,
+}
+
+
+def _raise_terminated(signum: int, frame) -> None:
+    raise Terminated
+
+
+def _stopped(err: KeyboardInterrupt, args: argparse.Namespace) -> int:
+    """Report Ctrl-C or SIGTERM in one line (how to resume, when there is a checkpoint)."""
+    terminated = isinstance(err, Terminated) or (
+        isinstance(err, train.TrainingInterrupted) and err.signum == signal.SIGTERM
+    )
+    what = "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)"
+    out = None
+    if args.command == "train":
+        out = args.resume or args.out or Path("runs") / (args.model or DEFAULT_MODEL)
+    where = ""
+    if isinstance(err, train.TrainingInterrupted):
+        where = f" at iteration {err.iteration} of {err.total}"
+    if out is not None and (out / CHECKPOINT).is_file() and (out / RUN_SETTINGS).is_file():
+        print(f"{PROG}: {what}{where}; the run is saved in {out}: continue it with "
+              f"`{PROG} train --resume {out}`", file=sys.stderr)
+    else:
+        print(f"{PROG}: {what}{where}", file=sys.stderr)
+    return 143 if terminated else 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line `argv` (default sys.argv[1:]); returns the exit status."""
+    """Run the command line `argv` (default sys.argv[1:]); returns the exit status.
+
+    SIGTERM is turned into an exception (like Ctrl-C) while the command runs, so both stop it
+    cleanly: no half-written files, and `train` saves its checkpoint (exit status 130 / 143).
+    """
     args = make_parser().parse_args(argv)
     tune_allocator()  # a command runs the same steps many times: keep freed memory for them
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         return COMMANDS[args.command](args)
     except CommandError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 1
+        return err.status
     except (data.MNISTFormatError, data.DownloadError) as err:
         print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 1
     except OSError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"{PROG}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        return _stopped(err, args)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":
