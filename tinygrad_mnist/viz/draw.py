@@ -384,6 +384,9 @@ def draw_graph(
 ) -> graphviz.Digraph:
     """The computation graph below `root` (usually the loss) as a graphviz Digraph.
 
+    An op computed by a fast kernel rather than its textbook code names it after the op:
+    `Conv2d · winograd` (and in its tooltip).
+
     Args:
         root: the tensor to draw the graph of; it is drawn with a bold double border.
         params: a Module (names from `named_parameters`, e.g. `0.weight`, and module names for
