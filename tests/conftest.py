@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 import helpers
 import numpy as np
 import pytest
 
+from tinygrad_mnist import kernels
 from tinygrad_mnist import tensor as tensor_module
+
+# The op tests run twice, with the fast kernels and with the textbook ops only; the tests of the
+# kernels themselves always run with the kernels allowed; the rest in the environment's mode.
+KERNEL_MODES = {
+    "test_ops.py": ["fast", "reference"],
+    "test_tensor.py": ["fast", "reference"],
+    "test_properties.py": ["fast", "reference"],
+    "test_gradcheck.py": ["fast", "reference"],
+    "test_kernels.py": ["fast"],
+    "test_speed_paths.py": ["fast"],
+    "test_winograd.py": ["fast"],
+}
 
 
 def pytest_configure(config):
@@ -30,6 +44,23 @@ def _grad_mode_is_restored():
     tensor_module._grad_enabled = True
     yield
     tensor_module._grad_enabled = True
+
+
+def pytest_generate_tests(metafunc):
+    modes = KERNEL_MODES.get(Path(str(metafunc.definition.fspath)).name)
+    if modes:
+        metafunc.parametrize("kernel_mode", modes, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def kernel_mode(request):
+    """The kernel mode a test runs in (see KERNEL_MODES)."""
+    mode = getattr(request, "param", None)
+    if mode is None:
+        yield kernels.mode()
+        return
+    with kernels.use(mode):
+        yield mode
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@
 array([4., 6.], dtype=float32)
 """
 
-from . import data, nn, optim, train, viz
+from . import data, kernels, nn, optim, train, viz
 from .gradcheck import GradcheckError, gradcheck
+from .kernels import get_float32_precision, set_float32_precision
 from .tensor import Tensor, is_grad_enabled, no_grad
 from .train import TrainingDiverged, evaluate, fit
 
@@ -31,12 +32,15 @@ __all__ = [
     "data",
     "evaluate",
     "fit",
+    "get_float32_precision",
     "gradcheck",
     "is_grad_enabled",
+    "kernels",
     "nn",
     "no_grad",
     "optim",
     "plots",
+    "set_float32_precision",
     "train",
     "viz",
 ]

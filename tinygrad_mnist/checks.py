@@ -66,9 +66,7 @@ def conv2d_arguments(
         )
 
 
-def pool2d_arguments(
-    op: str, x: Shape, kernel: tuple[int, int], stride: tuple[int, int]
-) -> None:
+def pool2d_arguments(op: str, x: Shape, kernel: tuple[int, int], stride: tuple[int, int]) -> None:
     """Check a 2-D pooling's input (N, C, H, W), kernel size and stride."""
     if len(x) != 4:
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x}")
@@ -86,9 +84,7 @@ def class_targets(scores: Shape, targets: np.ndarray, op: str) -> np.ndarray:
     if len(scores) != 2:
         raise ValueError(f"{op}: expected scores of shape (N, classes), got {scores}")
     if targets.dtype.kind not in "iu":
-        raise TypeError(
-            f"{op}: targets must be integer class indices, got dtype {targets.dtype}"
-        )
+        raise TypeError(f"{op}: targets must be integer class indices, got dtype {targets.dtype}")
     if targets.shape != (scores[0],):
         raise ValueError(
             f"{op}: targets have shape {targets.shape} but scores have shape {scores}; "

@@ -21,7 +21,6 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 
-
 class Op(ABC):
     """Base class: an op instance is one node of the recorded graph.
 
@@ -391,22 +390,22 @@ class Conv2d(Op):
         (ph, pw), (kh, kw) = padding, weight.shape[2:]
         padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
         self.windows = windows(padded, (kh, kw), stride)  # (N, C, OH, OW, kh, kw)
-        self.weight, self.stride, self.padding = weight, stride, padding
-        self.padded_shape = padded.shape
+        self.x_shape, self.weight, self.stride, self.padding = x.shape, weight, stride, padding
         out = np.einsum("ncyxij,ocij->noyx", self.windows, weight, optimize=True)
         return out if bias is None else out + bias[:, None, None]
 
     def backward(self, grad):
         (sh, sw), (ph, pw) = self.stride, self.padding
-        n, c, oh, ow, kh, kw = self.windows.shape
+        (n, c, h, w), (oh, ow, kh, kw) = self.x_shape, self.windows.shape[2:]
         grad_x = grad_w = grad_b = None
         if self.needs_input_grad[0]:
-            grad_padded = np.zeros(self.padded_shape, dtype=grad.dtype)
+            grad_padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad.dtype)
             for i in range(kh):  # add each kernel offset's share to the pixels it read
                 for j in range(kw):
-                    share = np.einsum("noyx,oc->ncyx", grad, self.weight[:, :, i, j])
+                    w_ij = self.weight[:, :, i, j]
+                    share = np.einsum("noyx,oc->ncyx", grad, w_ij, optimize=True)
                     grad_padded[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += share
-            grad_x = grad_padded[:, :, ph : self.padded_shape[2] - ph, pw : self.padded_shape[3] - pw]
+            grad_x = grad_padded[:, :, ph : ph + h, pw : pw + w]
         if self.needs_input_grad[1]:
             grad_w = np.einsum("noyx,ncyxij->ocij", grad, self.windows, optimize=True)
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:

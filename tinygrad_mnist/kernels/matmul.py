@@ -7,8 +7,6 @@ own threads, each with a one-thread BLAS, keeps both cores on the product and no
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import ops
 from . import parallel
 from .base import Kernel

@@ -22,9 +22,7 @@ PRECISIONS = ("highest", "high")
 def _mode_from_environment() -> str:
     setting = os.environ.get("TINYGRAD_MNIST_KERNELS", "").strip().lower() or "fast"
     if setting not in MODES:
-        raise ValueError(
-            f"TINYGRAD_MNIST_KERNELS must be 'fast' or 'reference', got {setting!r}"
-        )
+        raise ValueError(f"TINYGRAD_MNIST_KERNELS must be 'fast' or 'reference', got {setting!r}")
     return setting
 
 
@@ -55,13 +53,11 @@ def use(new_mode: str) -> Iterator[None]:
 
 
 def set_float32_precision(precision: str) -> None:
-    """"high" (default): allow kernels that trade a little accuracy for speed (Winograd);
+    """Precision "high" (default): allow kernels that trade a little accuracy for speed (Winograd);
     "highest": only kernels as accurate as a direct computation."""
     global _precision
     if precision not in PRECISIONS:
-        raise ValueError(
-            f"set_float32_precision: expected 'highest' or 'high', got {precision!r}"
-        )
+        raise ValueError(f"set_float32_precision: expected 'highest' or 'high', got {precision!r}")
     _precision = precision
 
 

@@ -93,7 +93,6 @@ def transforms(dtype: np.dtype) -> Transforms:
     return Transforms(_BT.astype(dtype), np.kron(_G, _G).astype(dtype), _AT.astype(dtype))
 
 
-
 def _both_sides(m: np.ndarray, x: np.ndarray) -> np.ndarray:
     """(m (x) m) @ x for x (k*k, ...) -> (r*r, ...): m applied to both patch axes.
 
@@ -216,9 +215,7 @@ def backward(
                 du += np.matmul(saved.patches[k].transpose(0, 2, 1), dm)  # (36, C, O)
             if need_input:
                 dv = np.matmul(dm, saved.weights.transpose(0, 2, 1))  # (36, tiles, C)
-                dpatches = _both_sides(mats.data.T, dv).reshape(
-                    PATCH, PATCH, -1, th, tw, c
-                )
+                dpatches = _both_sides(mats.data.T, dv).reshape(PATCH, PATCH, -1, th, tw, c)
                 _add_patches(dpatches, gx[chunk])
         return du
 
@@ -274,4 +271,3 @@ class WinogradConv2d(FastConv2d):
 
     def _backward(self, g):
         return backward(self.saved, g, self.needs_input_grad[0], self.needs_input_grad[1])
-
