@@ -20,6 +20,7 @@ KERNEL_MODES = {
     "test_tensor.py": ["fast", "reference"],
     "test_properties.py": ["fast", "reference"],
     "test_gradcheck.py": ["fast", "reference"],
+    "test_optim.py": ["fast", "reference"],
     "test_kernels.py": ["fast"],
     "test_speed_paths.py": ["fast"],
     "test_winograd.py": ["fast"],

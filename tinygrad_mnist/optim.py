@@ -8,7 +8,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .kernels import parallel
+from . import kernels
+from .kernels import optimizers
 from .tensor import Tensor
 
 
@@ -241,12 +242,14 @@ class Adam(Optimizer):
             step_size = self.lr / (1 - b1 ** self.steps[i])
             root_correction2 = (1 - b2 ** self.steps[i]) ** 0.5
             g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
-            update = _adam_update(p.data, g, m, v, b1, b2, step_size, root_correction2, self.eps)
-            if p.data.ndim == 0:
-                update(...)  # a 0-d parameter: all of it
-            else:
-                # a large parameter's rows are shared out among the cores
-                parallel.split(len(p.data), update, elements=p.data.size * 6)  # ~10 passes
+            if kernels.mode() == "fast":  # the same update, in place and on all cores
+                optimizers.adam_update_(
+                    p.data, g, m, v, b1, b2, step_size, root_correction2, self.eps
+                )
+                continue
+            m[...] = b1 * m + (1 - b1) * g
+            v[...] = b2 * v + (1 - b2) * g * g
+            p.data -= step_size * m / (np.sqrt(v) / root_correction2 + self.eps)
 
 
 def _check_finite_at_least_0(optimizer: Optimizer, what: str, value) -> None:
@@ -259,27 +262,3 @@ def _check_finite_at_least_0(optimizer: Optimizer, what: str, value) -> None:
         raise ValueError(
             f"{type(optimizer).__name__}: {what} must be a finite number >= 0, got {value!r}"
         )
-
-
-def _adam_update(data, g, m, v, b1, b2, step_size, root_correction2, eps):
-    """The Adam update of rows `part` of one parameter, in place, with one scratch array:
-    m and v never leave their buffers."""
-
-    def update(part) -> None:
-        p_m, p_v, p_g = m[part], v[part], g[part]
-        scratch = np.empty_like(p_m)
-        np.multiply(p_g, 1 - b1, out=scratch)
-        p_m *= b1
-        p_m += scratch
-        np.multiply(p_g, p_g, out=scratch)
-        scratch *= 1 - b2
-        p_v *= b2
-        p_v += scratch
-        np.sqrt(p_v, out=scratch)
-        scratch /= root_correction2
-        scratch += eps
-        np.divide(p_m, scratch, out=scratch)
-        scratch *= step_size
-        data[part] -= scratch
-
-    return update
