@@ -92,6 +92,11 @@ def write_folder(folder: Path, mnist: MNIST, gz: bool = True) -> Path:
     return folder
 
 
+def content_checksums(mnist: MNIST) -> dict[str, str]:
+    """The SHA-256 of the content of the four files of ``mnist``, by name (no .gz)."""
+    return {name: hashlib.sha256(raw).hexdigest() for name, raw in mnist_files(mnist).items()}
+
+
 def assert_same(a: MNIST, b: MNIST) -> None:
     for field in MNIST._fields:
         x, y = getattr(a, field), getattr(b, field)
@@ -107,6 +112,9 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("TINYGRAD_MNIST_DATA", raising=False)
     monkeypatch.delenv("TINYGRAD_MNIST_MIRRORS", raising=False)
     monkeypatch.setattr(data, "DEFAULT_MIRRORS", ())  # any use of the defaults fails loudly
+    monkeypatch.setattr(data, "STALL_TIMEOUT", 2.0)  # no download test waits long
+    monkeypatch.setattr(data, "DEADLINE", 5.0)
+    monkeypatch.setattr(data, "MIN_SPEED", 1e12)
 
 
 # ---------------------------------------------------------------- parsing
@@ -196,6 +204,7 @@ def test_root_then_env_then_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     in_root = write_folder(tmp_path / "root", tiny_mnist(1, 1, seed=1))
     in_env = write_folder(tmp_path / "env", tiny_mnist(2, 2, seed=2))
     write_folder(tmp_path / "xdg-cache" / "tinygrad_mnist", tiny_mnist(3, 3, seed=3))
+    monkeypatch.setattr(data, "CONTENT_CHECKSUMS", content_checksums(tiny_mnist(3, 3, seed=3)))
     assert len(load_mnist(download=False).train_images) == 3
     monkeypatch.setenv("TINYGRAD_MNIST_DATA", str(in_env))
     assert len(load_mnist(download=False).train_images) == 2
@@ -213,6 +222,7 @@ def test_incomplete_folder_is_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path:
 def test_cache_defaults_to_home_dot_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("XDG_CACHE_HOME")
     write_folder(tmp_path / "home" / ".cache" / "tinygrad_mnist", tiny_mnist(4, 4))
+    monkeypatch.setattr(data, "CONTENT_CHECKSUMS", content_checksums(tiny_mnist(4, 4)))
     assert len(load_mnist(download=False).train_images) == 4
 
 
@@ -237,13 +247,24 @@ def test_missing_files_without_download_says_where_it_looked(
 # ---------------------------------------------------------------- downloading from local mirrors
 
 
+FLOOD = 200 << 20  # what a flooding mirror offers to send: 200 MiB
+
+
 class Mirror:
-    """An HTTP server on 127.0.0.1 serving ``files``; ``mode`` = ok | 404 | truncate."""
+    """An HTTP server on 127.0.0.1 serving ``files``, in one of these ways (``mode``):
+
+    ok; 404; truncate (announces the right length, sends half, hangs up); stall (sends the
+    headers and one byte, then nothing); trickle (a byte every 50 ms); flood (no Content-Length,
+    then up to FLOOD bytes); announce-flood (the same, announcing FLOOD bytes). ``requests``
+    lists the files asked for, ``sent`` the bytes a flood got out.
+    """
 
     def __init__(self, files: dict[str, bytes], mode: str = "ok") -> None:
         self.files = files
         self.mode = mode
         self.requests: list[str] = []
+        self.sent = 0
+        self.stopping = threading.Event()  # set on close: stalling and trickling answers end
         mirror = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -254,12 +275,11 @@ class Mirror:
                 if body is None or mirror.mode == "404":
                     self.send_error(404)
                     return
-                self.send_response(200)
-                extra = 1000 if mirror.mode == "truncate" else 0
-                self.send_header("Content-Length", str(len(body) + extra))
-                self.end_headers()
-                self.wfile.write(body)
                 self.close_connection = True
+                try:
+                    mirror.answer(self, body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client hung up, as it should on a bad mirror
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -269,7 +289,34 @@ class Mirror:
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
+    def answer(self, handler: http.server.BaseHTTPRequestHandler, body: bytes) -> None:
+        """Send ``body`` the way ``mode`` says."""
+        handler.send_response(200)
+        if self.mode != "flood":
+            length = FLOOD if self.mode == "announce-flood" else len(body)
+            handler.send_header("Content-Length", str(length))
+        handler.end_headers()
+        out = handler.wfile
+        if self.mode == "ok":
+            out.write(body)
+        elif self.mode == "truncate":
+            out.write(body[: len(body) // 2])
+        elif self.mode == "stall":
+            out.write(body[:1])
+            self.stopping.wait(30)
+        elif self.mode == "trickle":
+            for i in range(len(body)):
+                out.write(body[i:i + 1])
+                if self.stopping.wait(0.05):
+                    break
+        elif self.mode in ("flood", "announce-flood"):
+            block = bytes(1 << 16)
+            while self.sent < FLOOD and not self.stopping.is_set():
+                out.write(block)
+                self.sent += len(block)
+
     def close(self) -> None:
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -290,11 +337,14 @@ def mirrors() -> Iterator:
 
 @pytest.fixture
 def tiny(monkeypatch: pytest.MonkeyPatch) -> tuple[MNIST, dict[str, bytes]]:
-    """A tiny data set, its gzip files, and CHECKSUMS swapped for theirs."""
+    """A tiny data set, its gzip files, and the tables of MNIST's checksums and sizes swapped
+    for theirs (as if they were MNIST)."""
     mnist = tiny_mnist()
     files = gz_files(mnist)
     checksums = {name: hashlib.sha256(body).hexdigest() for name, body in files.items()}
     monkeypatch.setattr(data, "CHECKSUMS", checksums)
+    monkeypatch.setattr(data, "SIZES", {name: len(body) for name, body in files.items()})
+    monkeypatch.setattr(data, "CONTENT_CHECKSUMS", content_checksums(mnist))
     return mnist, files
 
 
@@ -351,7 +401,7 @@ def test_checksum_mismatch_falls_through_to_next_mirror(tiny, mirrors, tmp_path:
 
 def test_all_mirrors_failing_lists_every_url(tiny, mirrors, tmp_path: Path) -> None:
     _, files = tiny
-    wrong = {name: b"x" + body for name, body in files.items()}
+    wrong = {name: b"x" + body[1:] for name, body in files.items()}  # right size, wrong bytes
     urls = [dead_url(), mirrors(files, mode="404").url, mirrors(wrong).url]
     with pytest.raises(DownloadError) as info:
         load_mnist(root=tmp_path, mirrors=urls)
@@ -381,7 +431,7 @@ def test_interrupted_transfer_then_next_mirror(tiny, mirrors, tmp_path: Path) ->
 
 
 def test_timeout_gives_up(tiny, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(data, "TIMEOUT", 0.2)
+    monkeypatch.setattr(data, "STALL_TIMEOUT", 0.2)
     with socket.socket() as silent:  # accepts connections, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import re
+import socket
 import struct
 import tempfile
+import time
 import urllib.error
 import urllib.request
+import warnings
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -47,13 +51,30 @@ TEST_IMAGES = "t10k-images-idx3-ubyte"
 TEST_LABELS = "t10k-labels-idx1-ubyte"
 FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
-# SHA-256 of the gzip files that the mirrors serve (looked up at download time, so tests can
-# swap in the checksums of tiny files).
+# What the real files are. These tables are looked up when used, so tests can swap in tiny files.
+# SHA-256 and size in bytes of the gzip files that the mirrors serve:
 CHECKSUMS: dict[str, str] = {
     TRAIN_IMAGES + ".gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
     TRAIN_LABELS + ".gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
     TEST_IMAGES + ".gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
     TEST_LABELS + ".gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+SIZES: dict[str, int] = {
+    TRAIN_IMAGES + ".gz": 9_912_422,
+    TRAIN_LABELS + ".gz": 28_881,
+    TEST_IMAGES + ".gz": 1_648_877,
+    TEST_LABELS + ".gz": 4_542,
+}
+# SHA-256 of their content (the IDX bytes, gunzipped), which is what local files are checked by,
+# and the number of images or labels each holds:
+CONTENT_CHECKSUMS: dict[str, str] = {
+    TRAIN_IMAGES: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    TRAIN_LABELS: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    TEST_IMAGES: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    TEST_LABELS: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+COUNTS: dict[str, int] = {
+    TRAIN_IMAGES: 60_000, TRAIN_LABELS: 60_000, TEST_IMAGES: 10_000, TEST_LABELS: 10_000,
 }
 
 # yann.lecun.com is left out: it answers 403 to scripts.
@@ -62,7 +83,12 @@ DEFAULT_MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 
-TIMEOUT = 30.0  # seconds without progress before a mirror is given up
+# Download limits (module settings, so tests can shrink them). A mirror gets STALL_TIMEOUT
+# seconds to connect, to answer and to send each next piece; a file must be complete within
+# DEADLINE seconds plus one second per MIN_SPEED bytes (train images: about 220 s).
+STALL_TIMEOUT = 15.0
+DEADLINE = 20.0
+MIN_SPEED = 50_000  # bytes per second
 CHUNK = 1 << 16
 
 IMAGE_MAGIC = 2051
@@ -72,6 +98,10 @@ MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 
 SAMPLE_PATH = Path(__file__).resolve().parent / "sample" / "mnist_sample.npz"
+
+# A download in progress: ".NAME.gz.PID.RANDOM.part", PID being the downloading process's id
+# (older versions wrote ".NAME.gz.RANDOM.part").
+PART_NAME = re.compile(r"^\.(?P<file>.+\.gz)\.(?:(?P<pid>\d+)\.)?[a-z0-9_]{8}\.part$")
 
 
 class MNIST(NamedTuple):
@@ -84,11 +114,27 @@ class MNIST(NamedTuple):
 
 
 class MNISTFormatError(ValueError):
-    """A local MNIST file is not a well-formed IDX file of the expected kind."""
+    """A local MNIST file is not a well-formed IDX file of the expected kind, or is damaged."""
 
 
 class DownloadError(OSError):
-    """No mirror delivered a file with the right checksum."""
+    """No mirror delivered a file of the right size and checksum.
+
+    ``name`` is the file, ``failures`` one "URL: reason" line per mirror tried or skipped.
+    """
+
+    def __init__(self, message: str, name: str = "", failures: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.name = name
+        self.failures = list(failures)
+
+
+class _TransferError(OSError):
+    """A download went wrong in a way noticed here (size, checksum); the message says it all."""
+
+
+class _TransferTimeout(_TransferError, TimeoutError):
+    """A download cut off by the stall timeout or by the file's deadline."""
 
 
 # ---------------------------------------------------------------- IDX parsing
@@ -105,9 +151,8 @@ def _read_bytes(path: Path) -> bytes:
         raise MNISTFormatError(f"{path}: not a valid gzip file ({e})") from e
 
 
-def _read_idx_images(path: Path) -> np.ndarray:
-    """Parse an IDX image file (magic 2051): (N, 28, 28) uint8."""
-    data = _read_bytes(path)
+def _parse_idx_images(path: Path, data: bytes) -> np.ndarray:
+    """Parse the bytes of an IDX image file (magic 2051) read from ``path``: (N, 28, 28) uint8."""
     if len(data) < 16:
         raise MNISTFormatError(
             f"{path}: truncated header: an IDX image file starts with 16 header bytes, "
@@ -129,9 +174,8 @@ def _read_idx_images(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(count, rows, cols).copy()
 
 
-def _read_idx_labels(path: Path) -> np.ndarray:
-    """Parse an IDX label file (magic 2049): (N,) uint8 with values 0-9."""
-    data = _read_bytes(path)
+def _parse_idx_labels(path: Path, data: bytes) -> np.ndarray:
+    """Parse the bytes of an IDX label file (magic 2049) read from ``path``: (N,) uint8, 0-9."""
     if len(data) < 8:
         raise MNISTFormatError(
             f"{path}: truncated header: an IDX label file starts with 8 header bytes, "
@@ -166,16 +210,47 @@ def _check_magic(path: Path, magic: int, expected: int) -> None:
     )
 
 
-def _read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Parse one split and check that it has as many images as labels."""
-    images = _read_idx_images(images_path)
-    labels = _read_idx_labels(labels_path)
-    if len(images) != len(labels):
+def _read_file(path: Path, name: str, strict: bool) -> np.ndarray:
+    """Parse ``path``, which holds MNIST's file ``name`` (no .gz), and check it by SHA-256.
+
+    strict (a file in the cache, which holds nothing but MNIST): the content must be MNIST's.
+    Otherwise (a folder the user named, which may hold any number of examples) the content is
+    checked when the file holds as many examples as MNIST's, that is when it claims to be it.
+    """
+    content = _read_bytes(path)
+    images = name in (TRAIN_IMAGES, TEST_IMAGES)
+    array = _parse_idx_images(path, content) if images else _parse_idx_labels(path, content)
+    if strict or len(array) == COUNTS[name]:
+        _check_content(path, name, content, f"{len(array)} {'images' if images else 'labels'}")
+    return array
+
+
+def _check_content(path: Path, name: str, content: bytes, holding: str) -> None:
+    """Raise MNISTFormatError unless ``content``, read from ``path``, is MNIST's file ``name``."""
+    digest = hashlib.sha256(content).hexdigest()
+    expected = CONTENT_CHECKSUMS[name]
+    if digest != expected:
         raise MNISTFormatError(
-            f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels; "
-            "they must agree"
+            f"{path}: damaged, or not MNIST's {name}: the SHA-256 of its content ({holding}, "
+            f"{len(content)} bytes unzipped) is {digest}, expected {expected}"
         )
-    return images, labels
+
+
+def _assemble(paths: dict[str, Path], arrays: dict[str, np.ndarray]) -> MNIST:
+    """The MNIST tuple of the four parsed files; each split must have as many images as labels."""
+    for images, labels in ((TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS)):
+        if len(arrays[images]) != len(arrays[labels]):
+            raise MNISTFormatError(
+                f"{paths[images]} has {len(arrays[images])} images but {paths[labels]} has "
+                f"{len(arrays[labels])} labels; they must agree"
+            )
+    return MNIST(*(arrays[name] for name in FILES))
+
+
+def _load_folder(paths: dict[str, Path]) -> MNIST:
+    """Parse the four files named in ``paths``, in a folder the user named, into an MNIST tuple."""
+    return _assemble(paths, {name: _read_file(path, name, strict=False)
+                             for name, path in paths.items()})
 
 
 # ---------------------------------------------------------------- finding files
@@ -204,16 +279,83 @@ def _find_all(folder: Path) -> dict[str, Path] | None:
     return found  # type: ignore[return-value]
 
 
-def _search_folders(root: str | os.PathLike | None) -> list[Path]:
-    """The folders to look in, in order: root, $TINYGRAD_MNIST_DATA, the cache folder."""
+def _user_folders(root: str | os.PathLike | None) -> list[Path]:
+    """The folders the user named, in order: root, then $TINYGRAD_MNIST_DATA."""
     folders = []
     if root is not None:
         folders.append(Path(root).expanduser())
     env = os.environ.get("TINYGRAD_MNIST_DATA")
     if env:
         folders.append(Path(env).expanduser())
-    folders.append(_cache_dir())
     return folders
+
+
+def _read_cache(cache: Path, repair: bool) -> tuple[dict[str, Path], dict[str, np.ndarray]]:
+    """The intact MNIST files in the cache folder: their paths and their parsed arrays, by name.
+
+    A file that fails (truncated, damaged, not MNIST's) raises MNISTFormatError, or with
+    ``repair`` is moved aside as NAME.corrupt with a warning, so that it is downloaded again.
+    """
+    paths: dict[str, Path] = {}
+    arrays: dict[str, np.ndarray] = {}
+    for name in FILES:
+        path = _find_file(cache, name)
+        if path is None:
+            continue
+        try:
+            arrays[name] = _read_file(path, name, strict=True)
+            paths[name] = path
+        except MNISTFormatError as err:
+            if not repair:
+                raise MNISTFormatError(
+                    f"{err} (in the cache; load_mnist(download=True) downloads it again)"
+                ) from None
+            _move_aside(path, err)
+    return paths, arrays
+
+
+def _move_aside(path: Path, reason: MNISTFormatError) -> None:
+    """Rename the corrupt cached file ``path`` to NAME.corrupt (replacing an older one)."""
+    aside = path.with_name(path.name + ".corrupt")
+    os.replace(path, aside)
+    warnings.warn(f"{reason}; moved it aside to {aside.name}, downloading it again", stacklevel=4)
+
+
+def _process_running(pid: int) -> bool:
+    """Whether a process with id ``pid`` runs on this machine (True when it cannot be told)."""
+    if pid == os.getpid() or os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it runs, as another user
+    except (OverflowError, ValueError):
+        return False  # no process can have that id
+    return True
+
+
+def _remove_stale_parts(folder: Path) -> None:
+    """Delete the .part files of MNIST downloads in ``folder`` whose process no longer runs.
+
+    Only names of the form PART_NAME for the four MNIST files are touched; a .part without a
+    process id (from an older version) counts as stale.
+    """
+    names = {name + ".gz" for name in FILES}
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        match = PART_NAME.match(entry.name)
+        if match is None or match["file"] not in names:
+            continue
+        if match["pid"] is None or not _process_running(int(match["pid"])):
+            try:
+                entry.unlink(missing_ok=True)
+            except OSError:
+                pass  # someone else's, in a shared folder: theirs to remove
 
 
 def _mirror_list(mirrors: Sequence[str] | None) -> list[str]:
@@ -232,32 +374,46 @@ def _mirror_list(mirrors: Sequence[str] | None) -> list[str]:
 # ---------------------------------------------------------------- downloading
 
 
-def _fetch(url: str, dest: Path, sha256: str) -> None:
-    """Download ``url`` to ``dest`` atomically, checking its SHA-256; raise OSError on failure.
+class _Deadline:
+    """A file's time limit: how long the next wait on the mirror may take, until it has passed."""
 
-    The bytes go to a temporary file in ``dest``'s folder, which replaces ``dest`` only after
-    the checksum matches; on any failure (including KeyboardInterrupt) the temp file is removed.
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def next_wait(self, progress: str) -> float:
+        """STALL_TIMEOUT, or less as the deadline nears; _TransferTimeout once it has passed."""
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise _TransferTimeout(
+                f"timed out: not complete within the deadline of {self.seconds:.3g} s ({progress})"
+            )
+        return min(STALL_TIMEOUT, left)
+
+
+def _fetch(url: str, dest: Path, sha256: str, size: int) -> None:
+    """Download ``url`` to ``dest`` atomically, checking its size and SHA-256; raise on failure.
+
+    The bytes go to ``.NAME.PID.RANDOM.part`` in ``dest``'s folder, renamed to ``dest`` once the
+    checks pass and removed on any failure (Ctrl-C included). The mirror gets STALL_TIMEOUT
+    seconds per wait, the file DEADLINE + size / MIN_SPEED seconds, and at most ``size`` + 1
+    bytes are read (one more than expected shows that there are too many).
     """
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    deadline = _Deadline(DEADLINE + size / MIN_SPEED)
+    fd, tmp_name = tempfile.mkstemp(
+        dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}.", suffix=".part"
+    )
     tmp = Path(tmp_name)
     try:
-        digest = hashlib.sha256()
-        received = 0
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
-            length = resp.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
-                while chunk := resp.read(CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-        if total is not None and received != total:
-            raise OSError(f"truncated transfer: received {received} of {total} bytes")
-        if digest.hexdigest() != sha256:
-            raise OSError(
-                f"checksum mismatch: SHA-256 of the {received} bytes received is "
-                f"{digest.hexdigest()}, expected {sha256}"
+        with os.fdopen(fd, "wb") as out:
+            wait = deadline.next_wait("connecting")
+            with urllib.request.urlopen(url, timeout=wait) as response:
+                _check_announced_size(response, size)
+                digest = _copy(response, out, size, deadline, dest.name)
+        if digest != sha256:
+            raise _TransferError(
+                f"checksum mismatch: SHA-256 of the {size} bytes received is {digest}, "
+                f"expected {sha256}"
             )
         os.replace(tmp, dest)
     except BaseException:
@@ -265,28 +421,116 @@ def _fetch(url: str, dest: Path, sha256: str) -> None:
         raise
 
 
-def _download(name: str, folder: Path, mirrors: list[str]) -> Path:
-    """Fetch ``name`` (ending in .gz) into ``folder`` from the first mirror that works."""
+def _check_announced_size(response: http.client.HTTPResponse, size: int) -> None:
+    """Refuse a response whose Content-Length is not the expected ``size``, before reading it."""
+    length = (response.headers.get("Content-Length") or "").strip()
+    if length.isdigit() and int(length) != size:
+        raise _TransferError(f"wrong size: the mirror announces {length} bytes, expected {size}")
+
+
+def _copy(
+    response: http.client.HTTPResponse, out, size: int, deadline: _Deadline, label: str
+) -> str:
+    """Copy the body of ``response`` (``size`` bytes expected) to the file ``out`` with a tqdm
+    bar, within ``deadline``; returns its SHA-256 (hex). Reads what has arrived (``read1``), so a
+    trickling mirror is cut off on time, and never more than ``size`` + 1 bytes."""
+    digest = hashlib.sha256()
+    received = 0
+    sock = _socket_of(response)
+    with tqdm(total=size, unit="B", unit_scale=True, desc=label) as bar:
+        while True:
+            progress = f"{received} of {size} bytes received"
+            wait = deadline.next_wait(progress)
+            if sock is not None:
+                sock.settimeout(wait)
+            try:
+                chunk = response.read1(min(CHUNK, size + 1 - received))
+            except TimeoutError:
+                raise _TransferTimeout(
+                    f"timed out: nothing received for {wait:.3g} s ({progress})"
+                ) from None
+            if not chunk:
+                break
+            received += len(chunk)
+            if received > size:
+                raise _TransferError(f"too much data: the mirror sends more than {size} bytes")
+            out.write(chunk)
+            digest.update(chunk)
+            bar.update(len(chunk))
+    if received < size:
+        raise _TransferError(f"truncated transfer: received {received} of {size} bytes")
+    return digest.hexdigest()
+
+
+def _socket_of(response: http.client.HTTPResponse) -> socket.socket | None:
+    """The socket an urlopen response reads from, so its timeout can shrink as the deadline
+    nears; None if it cannot be found (then the deadline may be overrun by one stall timeout)."""
+    raw = getattr(getattr(response, "fp", None), "raw", None)
+    sock = getattr(raw, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _describe(err: BaseException) -> str:
+    """Why a download failed, in one line."""
+    if isinstance(err, urllib.error.HTTPError):
+        return f"HTTP {err.code} {err.reason}"
+    if isinstance(err, urllib.error.URLError):
+        if not isinstance(err.reason, BaseException):
+            return str(err.reason)
+        err = err.reason
+    if isinstance(err, _TransferError):
+        return str(err)
+    if isinstance(err, TimeoutError):
+        return f"timed out: no answer within {STALL_TIMEOUT:.3g} s"
+    return f"{type(err).__name__}: {err}"
+
+
+def _mirror_is_down(err: BaseException) -> bool:
+    """Whether ``err`` says the mirror is not worth asking for the next file: it timed out,
+    refused the connection or its host is unknown."""
+    if isinstance(err, urllib.error.URLError) and not isinstance(err, urllib.error.HTTPError):
+        err = err.reason if isinstance(err.reason, BaseException) else err
+    return isinstance(err, (TimeoutError, ConnectionRefusedError, socket.gaierror))
+
+
+def _download(name: str, folder: Path, mirrors: list[str], down: dict[str, str]) -> Path:
+    """Fetch ``name`` (ending in .gz) into ``folder`` from the first mirror that delivers it.
+
+    ``down`` maps the mirrors found down to why: they are skipped, and a mirror found down now
+    is added, so that the next file does not wait for it again.
+    """
     dest = folder / name
-    sha256 = CHECKSUMS[name]
     failures = []
     for base in mirrors:
         url = base + name
+        if base in down:
+            failures.append(f"{url}: skipped (the mirror failed earlier: {down[base]})")
+            continue
         try:
-            _fetch(url, dest, sha256)
+            _fetch(url, dest, CHECKSUMS[name], SIZES[name])
             return dest
-        except urllib.error.HTTPError as e:
-            failures.append(f"{url}: HTTP {e.code} {e.reason}")
-        except urllib.error.URLError as e:
-            failures.append(f"{url}: {e.reason}")
-        except (OSError, ValueError) as e:  # timeouts, resets, truncation, checksum, bad URL
-            failures.append(f"{url}: {type(e).__name__}: {e}")
+        except (OSError, ValueError, http.client.HTTPException) as err:  # ValueError: bad URL
+            failures.append(f"{url}: {_describe(err)}")
+            if _mirror_is_down(err):
+                down[base] = _describe(err)
     tried = "\n".join(f"  {f}" for f in failures)
     raise DownloadError(
         f"could not download {name} into {folder}; tried:\n{tried}\n"
         "Put the four MNIST files in a folder and pass load_mnist(root=...) or set "
-        "$TINYGRAD_MNIST_DATA, or name working mirrors with $TINYGRAD_MNIST_MIRRORS."
+        "$TINYGRAD_MNIST_DATA, or name working mirrors with $TINYGRAD_MNIST_MIRRORS.",
+        name=name,
+        failures=failures,
     )
+
+
+def _download_missing(folder: Path, mirrors: list[str]) -> None:
+    """Download into ``folder`` each of the four files it lacks (after removing stale .parts)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _remove_stale_parts(folder)
+    down: dict[str, str] = {}
+    for name in FILES:
+        if _find_file(folder, name) is None:
+            _download(name + ".gz", folder, mirrors, down)
 
 
 # ---------------------------------------------------------------- public API
@@ -303,8 +547,15 @@ def load_mnist(
     ``root``, then ``$TINYGRAD_MNIST_DATA``, then ``$XDG_CACHE_HOME/tinygrad_mnist`` (default
     ``~/.cache/tinygrad_mnist``); a folder counts only if it holds all four. Otherwise, with
     ``download``, fetches the missing files into ``root`` (or the cache folder when no root is
-    given) from ``mirrors`` (base URLs; default ``$TINYGRAD_MNIST_MIRRORS`` or DEFAULT_MIRRORS),
-    verifying each file's SHA-256.
+    given) from ``mirrors`` (base URLs; default ``$TINYGRAD_MNIST_MIRRORS`` or DEFAULT_MIRRORS).
+
+    Every file is checked: its structure, and its SHA-256 against MNIST's. In the cache, a file
+    that fails is moved aside (as NAME.corrupt, with a warning) and downloaded again. In a folder
+    the user named, a file that fails the structure check, or holds as many examples as MNIST's
+    but other content, is an MNISTFormatError; a file with another count is accepted as it is.
+    A download has a stall timeout and a deadline (STALL_TIMEOUT, DEADLINE, MIN_SPEED), reads
+    at most the expected size, and leaves no temporary file; a mirror that timed out or refused
+    is not asked again for the next files.
 
     Returns MNIST(train_images (N, 28, 28) uint8, train_labels (N,) uint8, test_images (M, 28,
     28) uint8, test_labels (M,) uint8).
@@ -313,36 +564,31 @@ def load_mnist(
     """
     if root is not None and not Path(root).expanduser().is_dir():
         raise FileNotFoundError(f"MNIST root folder {root} does not exist (or is not a folder)")
-    folders = _search_folders(root)
-    for folder in folders:
+    for folder in _user_folders(root):
         paths = _find_all(folder)
         if paths is not None:
             return _load_folder(paths)
-
-    target = Path(root).expanduser() if root is not None else _cache_dir()
+    cache = _cache_dir()
+    _remove_stale_parts(cache)
+    paths, arrays = _read_cache(cache, repair=download)
+    if len(arrays) == len(FILES):
+        return _assemble(paths, arrays)
     if not download:
-        looked = "\n".join(f"  {folder}" for folder in folders)
+        looked = "\n".join(f"  {folder}" for folder in [*_user_folders(root), cache])
         raise FileNotFoundError(
             f"MNIST files not found; looked for {', '.join(FILES)} (each with or without .gz) "
             f"in:\n{looked}\n"
             "Call load_mnist(download=True) to fetch them, or download them yourself and pass "
             "root=FOLDER or set $TINYGRAD_MNIST_DATA."
         )
-    target.mkdir(parents=True, exist_ok=True)
-    urls = _mirror_list(mirrors)
-    for name in FILES:
-        if _find_file(target, name) is None:
-            _download(name + ".gz", target, urls)
-    paths = _find_all(target)
-    assert paths is not None
-    return _load_folder(paths)
-
-
-def _load_folder(paths: dict[str, Path]) -> MNIST:
-    """Parse the four files named in ``paths`` into an MNIST tuple."""
-    train_images, train_labels = _read_split(paths[TRAIN_IMAGES], paths[TRAIN_LABELS])
-    test_images, test_labels = _read_split(paths[TEST_IMAGES], paths[TEST_LABELS])
-    return MNIST(train_images, train_labels, test_images, test_labels)
+    target = Path(root).expanduser() if root is not None else cache
+    _download_missing(target, _mirror_list(mirrors))
+    if root is not None:
+        paths = _find_all(target)
+        assert paths is not None
+        return _load_folder(paths)
+    paths, arrays = _read_cache(cache, repair=False)
+    return _assemble(paths, arrays)
 
 
 def load_sample() -> MNIST:
