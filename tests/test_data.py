@@ -9,11 +9,16 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import os
 import re
 import socket
 import struct
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -476,6 +481,255 @@ def test_keyboard_interrupt_cleans_up(
     assert list(tmp_path.iterdir()) == []
 
 
+def run_bounded(call: Callable[[], object], limit: float = 15.0) -> tuple[object, float]:
+    """Run ``call()`` in a thread, failing the test if it has not returned after ``limit`` s.
+
+    Returns what it returned (or the exception it raised) and the seconds it took.
+    """
+    outcome: list[object] = []
+
+    def attempt() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as e:  # noqa: BLE001 (handed to the test)
+            outcome.append(e)
+
+    start = time.monotonic()
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout=limit)
+    assert not worker.is_alive(), f"still running after {limit} s"
+    return outcome[0], time.monotonic() - start
+
+
+def damage(path: Path, how: str) -> None:
+    """Damage a gzipped IDX file: "truncated" (half of it), or "changed" (one byte of its
+    content flipped, in a valid gzip file: only the checksum can tell)."""
+    body = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(body[: len(body) // 2])
+    else:
+        content = bytearray(gzip.decompress(body))
+        content[-1] ^= 1
+        path.write_bytes(gzip.compress(bytes(content)))
+
+
+# ---------------------------------------------------------------- a damaged cache or folder
+
+
+@pytest.mark.parametrize("how", ["truncated", "changed"])
+def test_corrupt_cached_file_is_moved_aside_and_downloaded_again(
+    tiny, mirrors, tmp_path: Path, how: str
+) -> None:
+    mnist, files = tiny
+    mirror = mirrors(files)
+    load_mnist(mirrors=[mirror.url])
+    cache = tmp_path / "xdg-cache" / "tinygrad_mnist"
+    name = data.TEST_IMAGES + ".gz"
+    damage(cache / name, how)
+    moved = rf"^{re.escape(str(cache / name))}: .*moved it aside to {re.escape(name)}\.corrupt"
+    with pytest.warns(UserWarning, match=moved):
+        assert_same(load_mnist(mirrors=[mirror.url]), mnist)
+    assert mirror.requests[4:] == [name]
+    assert (cache / name).read_bytes() == files[name]
+    assert (cache / (name + ".corrupt")).is_file()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_same(load_mnist(mirrors=[dead_url()]), mnist)  # repaired for good
+
+
+def test_corrupt_cached_file_without_download_is_an_error(tiny, mirrors, tmp_path: Path) -> None:
+    _, files = tiny
+    load_mnist(mirrors=[mirrors(files).url])
+    path = tmp_path / "xdg-cache" / "tinygrad_mnist" / (data.TRAIN_LABELS + ".gz")
+    damage(path, "changed")
+    with pytest.raises(MNISTFormatError, match="SHA-256") as info:
+        load_mnist(download=False)
+    assert str(path) in str(info.value) and "download=True" in str(info.value)
+    assert path.is_file() and not path.with_name(path.name + ".corrupt").exists()
+
+
+def test_corrupt_cached_file_is_asked_for_again_after_a_failed_download(
+    tiny, mirrors, tmp_path: Path
+) -> None:
+    mnist, files = tiny
+    load_mnist(mirrors=[mirrors(files).url])
+    name = data.TRAIN_IMAGES + ".gz"
+    damage(tmp_path / "xdg-cache" / "tinygrad_mnist" / name, "truncated")
+    offline = dead_url()
+    with pytest.warns(UserWarning, match="moved it aside"), pytest.raises(DownloadError) as info:
+        load_mnist(mirrors=[offline])
+    assert info.value.name == name
+    assert len(info.value.failures) == 1 and info.value.failures[0].startswith(offline + name)
+    mirror = mirrors(files)
+    assert_same(load_mnist(mirrors=[mirror.url]), mnist)  # the mirror is asked again
+    assert mirror.requests == [name]
+
+
+@pytest.mark.parametrize("how", ["truncated", "changed"])
+@pytest.mark.parametrize("place", ["root", "env"])
+def test_damaged_file_in_a_named_folder_is_an_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, how: str, place: str
+) -> None:
+    mnist = tiny_mnist()
+    # these files hold as many examples as MNIST's (as far as the tables say), so they claim to
+    # be MNIST and are checked by SHA-256 too
+    counts = {name: len(array) for name, array in zip(data.FILES, mnist, strict=True)}
+    monkeypatch.setattr(data, "COUNTS", counts)
+    monkeypatch.setattr(data, "CONTENT_CHECKSUMS", content_checksums(mnist))
+    folder = write_folder(tmp_path / "mine", mnist)
+    assert_same(load_mnist(root=folder, download=False), mnist)
+    path = folder / (data.TRAIN_LABELS + ".gz")
+    damage(path, how)
+    if place == "env":
+        monkeypatch.setenv("TINYGRAD_MNIST_DATA", str(folder))
+    with pytest.raises(MNISTFormatError) as info:
+        load_mnist(root=folder if place == "root" else None, mirrors=[dead_url()])
+    assert str(info.value).startswith(f"{path}: ")
+    assert ("SHA-256" if how == "changed" else "not a valid gzip file") in str(info.value)
+    assert not (tmp_path / "xdg-cache").exists()  # no download, no fallback to the cache
+
+
+def test_named_folder_with_other_counts_is_checked_by_structure_only(tmp_path: Path) -> None:
+    mnist = tiny_mnist()
+    folder = write_folder(tmp_path, mnist)
+    damage(folder / (data.TRAIN_LABELS + ".gz"), "changed")  # still digits 0-9
+    loaded = load_mnist(root=folder, download=False)
+    assert loaded.train_labels[-1] == mnist.train_labels[-1] ^ 1
+
+
+# ---------------------------------------------------------------- bad mirrors
+
+
+def test_stalled_mirror_is_cut_off_and_skipped_for_later_files(
+    tiny, mirrors, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(data, "STALL_TIMEOUT", 0.3)
+    mnist, files = tiny
+    stalled, good = mirrors(files, mode="stall"), mirrors(files)
+    urls = [stalled.url, good.url]
+    loaded, seconds = run_bounded(lambda: load_mnist(root=tmp_path, mirrors=urls))
+    assert_same(loaded, mnist)
+    assert stalled.requests == [data.TRAIN_IMAGES + ".gz"]  # not asked for the other three
+    assert seconds < 2.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files)
+
+
+def test_skipped_mirror_is_listed_in_the_error(
+    tiny, mirrors, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(data, "STALL_TIMEOUT", 0.3)
+    _, files = tiny
+    first = data.TRAIN_IMAGES + ".gz"
+    stalled, partial = mirrors(files, mode="stall"), mirrors({first: files[first]})
+    error, _ = run_bounded(lambda: load_mnist(root=tmp_path, mirrors=[stalled.url, partial.url]))
+    assert isinstance(error, DownloadError) and error.name == data.TRAIN_LABELS + ".gz"
+    skipped, missing = error.failures
+    assert skipped.startswith(stalled.url + error.name + ": skipped")
+    assert "timed out: nothing received for 0.3 s (1 of" in skipped
+    assert missing == f"{partial.url}{error.name}: HTTP 404 Not Found"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first]
+
+
+def test_trickling_mirror_is_cut_off_at_the_deadline(
+    tiny, mirrors, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(data, "STALL_TIMEOUT", 0.3)  # a byte every 50 ms never stalls
+    monkeypatch.setattr(data, "DEADLINE", 0.6)
+    _, files = tiny
+    mirror = mirrors(files, mode="trickle")
+    error, seconds = run_bounded(lambda: load_mnist(root=tmp_path, mirrors=[mirror.url]))
+    assert isinstance(error, DownloadError)
+    assert "timed out: not complete within the deadline of 0.6 s" in str(error)
+    assert 0.5 < seconds < 2.5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_deadline_shorter_than_the_stall_timeout_is_kept(
+    tiny, mirrors, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(data, "STALL_TIMEOUT", 10.0)
+    monkeypatch.setattr(data, "DEADLINE", 0.4)
+    _, files = tiny
+    mirror = mirrors(files, mode="stall")
+    error, seconds = run_bounded(lambda: load_mnist(root=tmp_path, mirrors=[mirror.url]))
+    assert isinstance(error, DownloadError) and "timed out" in str(error)
+    assert seconds < 3.0
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode, phrase", [
+    ("flood", "too much data: the mirror sends more than"),
+    ("announce-flood", f"wrong size: the mirror announces {FLOOD} bytes, expected"),
+])
+def test_flooding_mirror_is_not_read_past_the_expected_size(
+    tiny, mirrors, tmp_path: Path, mode: str, phrase: str
+) -> None:
+    _, files = tiny
+    mirror = mirrors(files, mode=mode)
+    error, _ = run_bounded(lambda: load_mnist(root=tmp_path, mirrors=[mirror.url]))
+    assert isinstance(error, DownloadError) and phrase in str(error)
+    assert mirror.sent < FLOOD // 8  # what the socket buffers took, not the 200 MiB
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- temporary files
+
+
+def finished_pid() -> int:
+    """The id of a process that has ended."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    return int(child.stdout)
+
+
+@pytest.mark.parametrize("folder", ["cache", "root"])
+def test_stale_part_files_are_removed(tiny, mirrors, tmp_path: Path, folder: str) -> None:
+    mnist, files = tiny
+    where = tmp_path / "xdg-cache" / "tinygrad_mnist" if folder == "cache" else tmp_path / "root"
+    where.mkdir(parents=True)
+    name = data.TRAIN_IMAGES + ".gz"
+    dead = finished_pid()
+    stale = [f".{name}.{dead}.abcd_123.part", f".{name}.k2j4h5g6.part"]  # killed; older version
+    kept = [
+        f".{name}.{os.getppid()}.abcd_123.part",  # a download still running
+        f".notes.gz.{dead}.abcd_123.part", "mine.part",  # not MNIST downloads
+    ]
+    for part in stale + kept:
+        (where / part).write_bytes(b"partial")
+    root = where if folder == "root" else None
+    assert_same(load_mnist(root=root, mirrors=[mirrors(files).url]), mnist)
+    assert sorted(p.name for p in where.iterdir()) == sorted(kept + list(files))
+
+
+def test_part_file_is_named_with_the_process_id(
+    tiny, mirrors, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen: list[str] = []
+
+    class PeekingBar:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def __enter__(self) -> PeekingBar:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def update(self, n: int) -> None:
+            seen.extend(p.name for p in tmp_path.iterdir() if p.name.endswith(".part"))
+
+    mnist, files = tiny
+    monkeypatch.setattr(data, "tqdm", PeekingBar)
+    assert_same(load_mnist(root=tmp_path, mirrors=[mirrors(files).url]), mnist)
+    assert len(set(seen)) == 4
+    for part in seen:
+        match = data.PART_NAME.match(part)
+        assert match and match["pid"] == str(os.getpid()) and match["file"] in files
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files)
+
+
 def test_mirror_arguments_are_checked(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="list of base URLs"):
         load_mnist(root=tmp_path, mirrors="http://127.0.0.1/")
@@ -517,9 +771,15 @@ def test_real_mnist(real_mnist: MNIST) -> None:
 
 
 @needs_real_mnist
-def test_real_checksums_match_the_table() -> None:
+def test_real_checksums_match_the_tables() -> None:
+    assert set(data.CHECKSUMS) == set(data.SIZES) == {name + ".gz" for name in data.FILES}
     for name, sha256 in data.CHECKSUMS.items():
-        assert hashlib.sha256((REAL_MNIST / name).read_bytes()).hexdigest() == sha256, name
+        body = (REAL_MNIST / name).read_bytes()
+        assert hashlib.sha256(body).hexdigest() == sha256, name
+        assert len(body) == data.SIZES[name], name
+        content = gzip.decompress(body)
+        assert hashlib.sha256(content).hexdigest() == data.CONTENT_CHECKSUMS[name[:-3]], name
+        assert struct.unpack(">I", content[4:8])[0] == data.COUNTS[name[:-3]], name
 
 
 @needs_real_mnist

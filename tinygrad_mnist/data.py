@@ -381,13 +381,17 @@ class _Deadline:
         self.seconds = seconds
         self.end = time.monotonic() + seconds
 
+    def passed(self, progress: str) -> _TransferTimeout:
+        """The error for a file not complete by the deadline, saying how far it got."""
+        return _TransferTimeout(
+            f"timed out: not complete within the deadline of {self.seconds:.3g} s ({progress})"
+        )
+
     def next_wait(self, progress: str) -> float:
         """STALL_TIMEOUT, or less as the deadline nears; _TransferTimeout once it has passed."""
         left = self.end - time.monotonic()
         if left <= 0:
-            raise _TransferTimeout(
-                f"timed out: not complete within the deadline of {self.seconds:.3g} s ({progress})"
-            )
+            raise self.passed(progress)
         return min(STALL_TIMEOUT, left)
 
 
@@ -446,6 +450,8 @@ def _copy(
             try:
                 chunk = response.read1(min(CHUNK, size + 1 - received))
             except TimeoutError:
+                if wait < STALL_TIMEOUT:  # the wait was cut short by the deadline
+                    raise deadline.passed(progress) from None
                 raise _TransferTimeout(
                     f"timed out: nothing received for {wait:.3g} s ({progress})"
                 ) from None
