@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sample_model import trained_seed_cnn
 
 from tinygrad_mnist import Tensor, data, nn, optim, train
 from tinygrad_mnist.models import build_model
@@ -95,14 +96,9 @@ def sample():
 
 
 @pytest.fixture(scope="module")
-def sample_model(sample):
+def sample_model():
     """seed-cnn trained for two epochs on the bundled sample, inputs normalised (~1 s)."""
-    nn.init.manual_seed(0)
-    model = build_model("seed-cnn")
-    x = data.preprocess(sample.train_images, normalize=True)
-    train.fit(model, optim.Adam(model.parameters(), lr=3e-3), (x, sample.train_labels),
-              epochs=2, progress=False)
-    return model
+    return trained_seed_cnn()
 
 
 @pytest.fixture(scope="module")

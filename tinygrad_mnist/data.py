@@ -714,7 +714,8 @@ MIN_CONTRAST = 0.1  # ink must differ from the paper by at least this fraction o
 NOISE_FLOOR = 0.1  # ink fainter than this fraction of the strongest ink is paper or noise
 NOISE_SIGMAS = 5.0  # ... as is ink within this many standard deviations of the paper's level
 INK_EDGE = 0.3  # the ink's extent: pixels at least this bright (faint halos don't widen it)
-RGB_TO_GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601 luma, as Pillow's convert("L")
+# ITU-R 601 luma weights of red, green and blue, as Pillow's convert("L")
+RGB_TO_GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def prepare_image(image_or_path, invert="auto", normalize: bool = False) -> np.ndarray:
@@ -743,6 +744,7 @@ def prepare_image(image_or_path, invert="auto", normalize: bool = False) -> np.n
     if alpha is not None:
         grey = _fill_transparent(grey, alpha)
     paper = float(np.median(grey))
+    chosen = invert
     if invert == "auto":
         invert = paper > 0.5
     ink = 1.0 - grey if invert else grey
@@ -751,7 +753,7 @@ def prepare_image(image_or_path, invert="auto", normalize: bool = False) -> np.n
     strength = float(ink.max()) - paper
     if strength < MIN_CONTRAST:
         hint = (
-            "" if invert == "auto"
+            "" if chosen == "auto"
             else f" (with invert={invert}: is the ink {'light' if invert else 'dark'}?)"
         )
         raise ValueError(
