@@ -4,6 +4,7 @@ error line (no traceback, no half-written files) for every bad input."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -233,6 +234,36 @@ def test_default_data_falls_back_to_the_sample(tmp_path, capsys, monkeypatch):
     assert "--data DIR" in warning[0] and "$TINYGRAD_MNIST_DATA" in warning[0]
     assert "the bundled sample" in out
     assert RESULT.match(out.strip().splitlines()[-1])
+
+
+def test_damaged_file_in_data_env_is_an_error(tmp_path, capsys, monkeypatch):
+    folder = write_idx_folder(tmp_path / "mnist")
+    path = folder / (data.TRAIN_LABELS + ".gz")
+    path.write_bytes(path.read_bytes()[:40])  # truncated
+    monkeypatch.setenv("TINYGRAD_MNIST_DATA", str(folder))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    status, _, err = run(["train", "--out", tmp_path / "out", *QUICK], capsys)
+    assert_one_line_error(status, err, str(path), "not a valid gzip file", code=1)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_damaged_cache_is_moved_aside_and_the_fallback_says_why(tmp_path, capsys, monkeypatch):
+    cache = write_idx_folder(tmp_path / "cache" / "tinygrad_mnist")
+    contents = {name: gzip.decompress((cache / (name + ".gz")).read_bytes()) for name in data.FILES}
+    monkeypatch.setattr(data, "CONTENT_CHECKSUMS",  # the tiny files pass for MNIST in the cache
+                        {name: hashlib.sha256(raw).hexdigest() for name, raw in contents.items()})
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    damaged = cache / (data.TEST_LABELS + ".gz")
+    damaged.write_bytes(damaged.read_bytes()[:-8])  # truncated: no gzip trailer
+    status, out, err = run(["train", "--out", tmp_path / "out", *QUICK], capsys)
+    assert status == 0 and "Traceback" not in err
+    moved, fallback = [line for line in err.splitlines() if "WARNING" in line]
+    assert moved.startswith(f"tinygrad-mnist: WARNING: {damaged}: not a valid gzip file")
+    assert moved.endswith(f"moved it aside to {damaged.name}.corrupt, downloading it again")
+    url = os.environ["TINYGRAD_MNIST_MIRRORS"] + damaged.name  # conftest's closed port
+    assert f"(could not download {damaged.name}: {url}: " in fallback
+    assert "refused" in fallback and "the bundled sample" in out
+    assert (cache / (damaged.name + ".corrupt")).is_file() and not damaged.exists()
 
 
 def test_help_lists_the_commands(capsys):

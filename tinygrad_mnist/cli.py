@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -247,19 +248,7 @@ def _load_data(choice: str | None, normalize: bool = NORMALIZE) -> Dataset:
             )
         mnist, source = _read_mnist(folder), f"MNIST in {folder}"
     else:
-        try:
-            mnist, source = data.load_mnist(download=True), "full MNIST"
-        except data.MNISTFormatError as err:  # a file the user put in $TINYGRAD_MNIST_DATA
-            raise CommandError(" ".join(str(err).split())) from None
-        except (OSError, ValueError) as err:
-            reason = _one_line_reason(err)
-            print(
-                f"{PROG}: WARNING: full MNIST is not available ({reason}); using the bundled "
-                "sample (5,000 train, 1,000 test images) instead. Get full MNIST with --data DIR "
-                "or by setting $TINYGRAD_MNIST_DATA to a folder holding the four IDX files.",
-                file=sys.stderr,
-            )
-            mnist, source = data.load_sample(), "the bundled sample"
+        mnist, source = _full_mnist_or_sample()
     return Dataset(
         source=source,
         x_train=data.preprocess(mnist.train_images, normalize=normalize),
@@ -268,6 +257,30 @@ def _load_data(choice: str | None, normalize: bool = NORMALIZE) -> Dataset:
         y_test=mnist.test_labels,
         test_images=mnist.test_images,
     )
+
+
+def _full_mnist_or_sample() -> tuple[data.MNIST, str]:
+    """Full MNIST (found or downloaded) and its source, else the bundled sample with one warning
+    line saying why. load_mnist's own warnings (a damaged cached file moved aside to be
+    downloaded again) come first, one line each."""
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always")
+        try:
+            return data.load_mnist(download=True), "full MNIST"
+        except data.MNISTFormatError as err:  # a file the user put in $TINYGRAD_MNIST_DATA
+            raise CommandError(" ".join(str(err).split())) from None
+        except (OSError, ValueError) as err:
+            reason = _one_line_reason(err)
+        finally:
+            for note in notes:
+                print(f"{PROG}: WARNING: {' '.join(str(note.message).split())}", file=sys.stderr)
+    print(
+        f"{PROG}: WARNING: full MNIST is not available ({reason}); using the bundled "
+        "sample (5,000 train, 1,000 test images) instead. Get full MNIST with --data DIR "
+        "or by setting $TINYGRAD_MNIST_DATA to a folder holding the four IDX files.",
+        file=sys.stderr,
+    )
+    return data.load_sample(), "the bundled sample"
 
 
 def _one_line_reason(err: BaseException) -> str:
