@@ -631,18 +631,42 @@ def test_skipped_mirror_is_listed_in_the_error(
     assert sorted(p.name for p in tmp_path.iterdir()) == [first]
 
 
+@pytest.mark.parametrize("min_speed", [1e12, 1000.0])
 def test_trickling_mirror_is_cut_off_at_the_deadline(
-    tiny, mirrors, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    tiny, mirrors, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, min_speed: float
 ) -> None:
-    monkeypatch.setattr(data, "STALL_TIMEOUT", 0.3)  # a byte every 50 ms never stalls
+    # a byte every 50 ms never stalls; 20 bytes/s, far below MIN_SPEED, adds no time to speak of
+    monkeypatch.setattr(data, "STALL_TIMEOUT", 0.3)
     monkeypatch.setattr(data, "DEADLINE", 0.6)
+    monkeypatch.setattr(data, "MIN_SPEED", min_speed)
     _, files = tiny
     mirror = mirrors(files, mode="trickle")
     error, seconds = run_bounded(lambda: load_mnist(root=tmp_path, mirrors=[mirror.url]))
     assert isinstance(error, DownloadError)
-    assert "timed out: not complete within the deadline of 0.6 s" in str(error)
+    speed = re.escape(f"{min_speed:g}")
+    expected = (r"timed out: too slow, \d+ of \d+ bytes in 0\.6\d* s \(a file gets 0\.6 s "
+                rf"plus 1 s per {speed} bytes received\)")
+    assert re.search(expected, str(error)), str(error)
     assert 0.5 < seconds < 2.5
     assert list(tmp_path.iterdir()) == []
+
+
+def test_steady_download_gets_time_for_every_byte(
+    tiny, mirrors, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # the deadline alone is long past when the file completes, but bytes keep coming fast enough
+    monkeypatch.setattr(data, "DEADLINE", 0.2)
+    monkeypatch.setattr(data, "MIN_SPEED", 10.0)  # the mirror sends 20 bytes/s
+    first = data.TRAIN_LABELS + ".gz"
+    _, files = tiny
+    mirror = mirrors({first: files[first][:12]}, mode="trickle")
+    monkeypatch.setattr(data, "SIZES", {first: 12})
+    monkeypatch.setattr(data, "CHECKSUMS", {first: hashlib.sha256(files[first][:12]).hexdigest()})
+    down: dict[str, str] = {}
+    start = time.monotonic()
+    data._download(first, tmp_path, [mirror.url], down)
+    assert time.monotonic() - start > 0.4
+    assert (tmp_path / first).read_bytes() == files[first][:12] and not down
 
 
 def test_deadline_shorter_than_the_stall_timeout_is_kept(

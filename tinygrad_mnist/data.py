@@ -84,8 +84,9 @@ DEFAULT_MIRRORS = (
 )
 
 # Download limits (module settings, so tests can shrink them). A mirror gets STALL_TIMEOUT
-# seconds to connect, to answer and to send each next piece; a file must be complete within
-# DEADLINE seconds plus one second per MIN_SPEED bytes (train images: about 220 s).
+# seconds to connect, to answer and to send each next piece; a file gets DEADLINE seconds plus
+# one second per MIN_SPEED bytes received, so a steady download is never cut off (train images:
+# at most about 220 s), while a trickling mirror is after about DEADLINE seconds.
 STALL_TIMEOUT = 15.0
 DEADLINE = 20.0
 MIN_SPEED = 50_000  # bytes per second
@@ -375,23 +376,26 @@ def _mirror_list(mirrors: Sequence[str] | None) -> list[str]:
 
 
 class _Deadline:
-    """A file's time limit: how long the next wait on the mirror may take, until it has passed."""
+    """A file's time limit, DEADLINE seconds plus one per MIN_SPEED bytes received so far: how
+    long the next wait on the mirror may take, until the limit has passed."""
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.end = time.monotonic() + seconds
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.start = time.monotonic()
 
-    def passed(self, progress: str) -> _TransferTimeout:
-        """The error for a file not complete by the deadline, saying how far it got."""
+    def passed(self, received: int) -> _TransferTimeout:
+        """The error for a file cut off by the deadline, saying how far it got."""
+        elapsed = time.monotonic() - self.start
         return _TransferTimeout(
-            f"timed out: not complete within the deadline of {self.seconds:.3g} s ({progress})"
+            f"timed out: too slow, {received} of {self.size} bytes in {elapsed:.3g} s (a file "
+            f"gets {DEADLINE:g} s plus 1 s per {MIN_SPEED:g} bytes received)"
         )
 
-    def next_wait(self, progress: str) -> float:
+    def next_wait(self, received: int) -> float:
         """STALL_TIMEOUT, or less as the deadline nears; _TransferTimeout once it has passed."""
-        left = self.end - time.monotonic()
+        left = self.start + DEADLINE + received / MIN_SPEED - time.monotonic()
         if left <= 0:
-            raise self.passed(progress)
+            raise self.passed(received)
         return min(STALL_TIMEOUT, left)
 
 
@@ -400,17 +404,17 @@ def _fetch(url: str, dest: Path, sha256: str, size: int) -> None:
 
     The bytes go to ``.NAME.PID.RANDOM.part`` in ``dest``'s folder, renamed to ``dest`` once the
     checks pass and removed on any failure (Ctrl-C included). The mirror gets STALL_TIMEOUT
-    seconds per wait, the file DEADLINE + size / MIN_SPEED seconds, and at most ``size`` + 1
-    bytes are read (one more than expected shows that there are too many).
+    seconds per wait, the file DEADLINE seconds plus one per MIN_SPEED bytes received, and at
+    most ``size`` + 1 bytes are read (one more than expected shows that there are too many).
     """
-    deadline = _Deadline(DEADLINE + size / MIN_SPEED)
+    deadline = _Deadline(size)
     fd, tmp_name = tempfile.mkstemp(
         dir=dest.parent, prefix=f".{dest.name}.{os.getpid()}.", suffix=".part"
     )
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            wait = deadline.next_wait("connecting")
+            wait = deadline.next_wait(0)
             with urllib.request.urlopen(url, timeout=wait) as response:
                 _check_announced_size(response, size)
                 digest = _copy(response, out, size, deadline, dest.name)
@@ -443,17 +447,17 @@ def _copy(
     sock = _socket_of(response)
     with tqdm(total=size, unit="B", unit_scale=True, desc=label) as bar:
         while True:
-            progress = f"{received} of {size} bytes received"
-            wait = deadline.next_wait(progress)
+            wait = deadline.next_wait(received)
             if sock is not None:
                 sock.settimeout(wait)
             try:
                 chunk = response.read1(min(CHUNK, size + 1 - received))
             except TimeoutError:
                 if wait < STALL_TIMEOUT:  # the wait was cut short by the deadline
-                    raise deadline.passed(progress) from None
+                    raise deadline.passed(received) from None
                 raise _TransferTimeout(
-                    f"timed out: nothing received for {wait:.3g} s ({progress})"
+                    f"timed out: nothing received for {wait:.3g} s "
+                    f"({received} of {size} bytes received)"
                 ) from None
             if not chunk:
                 break
@@ -559,9 +563,9 @@ def load_mnist(
     that fails is moved aside (as NAME.corrupt, with a warning) and downloaded again. In a folder
     the user named, a file that fails the structure check, or holds as many examples as MNIST's
     but other content, is an MNISTFormatError; a file with another count is accepted as it is.
-    A download has a stall timeout and a deadline (STALL_TIMEOUT, DEADLINE, MIN_SPEED), reads
-    at most the expected size, and leaves no temporary file; a mirror that timed out or refused
-    is not asked again for the next files.
+    A download has a stall timeout and a deadline that grows with the bytes received
+    (STALL_TIMEOUT, DEADLINE, MIN_SPEED), reads at most the expected size, and leaves no
+    temporary file; a mirror that timed out or refused is not asked again for the next files.
 
     Returns MNIST(train_images (N, 28, 28) uint8, train_labels (N,) uint8, test_images (M, 28,
     28) uint8, test_labels (M,) uint8).
