@@ -38,6 +38,7 @@ STEPS = [
     "## 5. Evaluation",
     "## 6. Training curves",
     "## 7. Gradient check",
+    "## 8. Your own handwriting",
 ]
 
 
@@ -102,7 +103,7 @@ def test_structure(committed):
     nbformat.validate(committed)
     headings = [c.source.splitlines()[0] for c in committed.cells if c.cell_type == "markdown"]
     positions = [next(i for i, h in enumerate(headings) if h.startswith(s)) for s in STEPS]
-    assert positions == sorted(positions), "the seven steps are out of order"
+    assert positions == sorted(positions), "the steps are out of order"
     params = committed.cells[parameters_index(committed)].source
     for name in ("DATA", "LIMIT_PER_DIGIT", "MODEL", "EPOCHS", "ITERATIONS", "LR",
                  "BATCH_SIZE", "OPTIMIZER", *OVERRIDES):
@@ -128,6 +129,7 @@ def test_runs_on_the_sample_without_errors(executed):
     assert "40 steps" in text
     assert "tinygrad_mnist.gradcheck of the whole network: passed" in text
     assert "caught: gradcheck:" in text
+    assert re.search(r"^a drawn 7: read as \d with probability", text, re.M)
 
 
 def test_shows_graphs_and_figures(executed):
@@ -135,7 +137,7 @@ def test_shows_graphs_and_figures(executed):
     svgs = sum("image/svg+xml" in mime_types(c) for c in code)
     pngs = sum("image/png" in mime_types(c) for c in code)
     assert svgs == 3  # the scalar expression before and after backward, the network
-    assert pngs == 6  # digits, per-digit errors, confusion, mistakes, filters, curves
+    assert pngs == 7  # digits, per-digit errors, confusion, mistakes, filters, curves, own digits
     training = next(c for c in code if "history = fit(" in c.source)
     assert "40/40" in outputs_text(training)  # the progress bar got to the end
 
