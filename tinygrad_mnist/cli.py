@@ -655,13 +655,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
                  "probabilities": [round(float(p), 6) for p in row]}
                 for path, digit, row in zip(args.images, digits, probabilities, strict=True)
             ],
-        }, indent=1))
+        }))
         return 0
     for path, digit, row in zip(args.images, digits, probabilities, strict=True):
         likely = np.argsort(-row, kind="stable")[:args.top]
-        listing = ", ".join(f"{d} {100 * row[d]:.1f}%" for d in likely)
+        listing = ", ".join(f"{d} {_percent(row[d])}" for d in likely)
         print(f"{path}: {digit}  ({listing})")
     return 0
+
+
+def _percent(p: float) -> str:
+    """A probability as a percentage with two decimals, never rounded up to 100.00%."""
+    return ">99.99%" if p >= 0.99995 else f"{100 * p:.2f}%"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
