@@ -24,8 +24,8 @@ from tinygrad_mnist.nn.functional import nll_loss
 from tinygrad_mnist.tensor import topological_order
 
 
-def conv(x, w, bias=True, stride=(1, 1), padding=(0, 0)):
-    return [x, w, (w[0],)] if bias else [x, w], dict(stride=stride, padding=padding)
+def conv(x, w, bias=True, stride=(1, 1), padding=(0, 0), **more):
+    return [x, w, (w[0],)] if bias else [x, w], dict(stride=stride, padding=padding, **more)
 
 
 # kernel -> cases: (input shapes, attributes, what the inputs hold)
@@ -36,11 +36,13 @@ CASES: dict[type[Kernel], list] = {
         (*conv((3, 8, 10, 10), (16, 8, 3, 3), bias=False), "random"),  # whole 4x4 tiles
         (*conv((1, 2, 3, 3), (5, 2, 3, 3)), "random"),  # one output pixel
         (*conv((2, 4, 11, 28), (3, 4, 3, 3), padding=(2, 2)), "random"),
+        (*conv((2, 3, 9, 8), (4, 3, 3, 3), dilation=(1, 1), groups=1), "random"),
     ],
     BatchLastConv2d: [
         (*conv((3, 1, 12, 12), (8, 1, 3, 3)), "random"),
         (*conv((2, 1, 11, 9), (4, 1, 5, 5), stride=(2, 2), padding=(1, 2)), "random"),
         (*conv((2, 1, 7, 7), (15, 1, 2, 3), bias=False), "random"),
+        (*conv((3, 1, 12, 12), (8, 1, 3, 3), dilation=(1, 1), groups=1), "random"),
     ],
     Im2colConv2d: [
         (*conv((2, 1, 12, 12), (16, 1, 3, 3)), "random"),  # one input channel, many outputs
@@ -48,6 +50,7 @@ CASES: dict[type[Kernel], list] = {
         (*conv((2, 5, 11, 10), (6, 5, 3, 2), stride=(2, 3), padding=(1, 2)), "random"),
         (*conv((1, 4, 7, 7), (2, 4, 1, 1), stride=(2, 2), bias=False), "random"),
         (*conv((2, 3, 8, 8), (4, 3, 5, 5), padding=(2, 2)), "random"),  # 5x5: not Winograd
+        (*conv((2, 3, 9, 8), (16, 3, 3, 3), stride=(2, 2), dilation=(1, 1), groups=1), "random"),
     ],
     TiledMaxPool2d: [
         ([(2, 3, 8, 8)], dict(kernel_size=(2, 2), stride=(2, 2)), "random"),
@@ -57,6 +60,7 @@ CASES: dict[type[Kernel], list] = {
         ([(2, 2, 9, 10)], dict(kernel_size=(3, 3), stride=(3, 3)), "random"),
         ([(2, 2, 9, 10)], dict(kernel_size=(3, 2), stride=(3, 2)), "ties"),
         ([(2, 2, 9, 10)], dict(kernel_size=(3, 3), stride=(3, 3)), "nan"),
+        ([(2, 3, 8, 8)], dict(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)), "random"),
     ],
     ThreadedReLU: [
         ([(4, 5)], {}, "random"),
@@ -232,6 +236,24 @@ def test_highest_precision_is_as_accurate_as_a_direct_float32_conv(x_shape, w_sh
         kernels.set_float32_precision(previous)
     assert errors["highest"] <= 2 * direct_error, (errors, direct_error)
     assert errors["high"] > 2 * direct_error  # Winograd ran at "high": the test can fail
+
+
+# attributes the fast kernels do not handle: the table runs the textbook op
+TEXTBOOK_ONLY = [
+    (ops.Conv2d, conv((2, 4, 9, 8), (4, 4, 3, 3), dilation=(2, 2), groups=1)),
+    (ops.Conv2d, conv((2, 4, 9, 8), (4, 2, 3, 3), dilation=(1, 1), groups=2)),
+    (ops.Conv2d, conv((2, 1, 12, 12), (8, 1, 3, 3), dilation=(1, 2), groups=1)),
+    (ops.Conv2d, conv((2, 2, 12, 12), (16, 1, 3, 3), bias=False, dilation=(1, 1), groups=2)),
+    (ops.MaxPool2d, ([(2, 3, 8, 8)], dict(kernel_size=(2, 2), stride=(2, 2), padding=(1, 1)))),
+]
+
+
+@pytest.mark.parametrize("op_class, case", TEXTBOOK_ONLY)
+def test_attributes_the_kernels_do_not_handle_run_the_textbook(op_class, case):
+    shapes, attrs = case
+    arrays = make_arrays(shapes, "random", np.float32, "c")
+    with kernels.use("fast"):
+        assert kernels.choose(op_class, arrays, attrs) is op_class
 
 
 def test_bad_settings_are_clear_errors():

@@ -130,44 +130,52 @@ REDUCE = [
     case("mean-tuple", [(2, 3, 4)], lambda a: a.mean(axis=(0, 2))),
     case("mean-keepdims", [(2, 3, 4)], lambda a: a.mean(axis=1, keepdims=True)),
     case("mean-tuple-keepdims", [(2, 3, 4)], lambda a: a.mean(axis=(1, 2), keepdims=True)),
-    case("max-all", [(3, 4)], lambda a: a.amax(), lambda a: a.max()),
-    case("max-axis0", [(3, 4)], lambda a: a.amax(dim=0), lambda a: a.max(axis=0)),
-    case("max-axis1", [(2, 3, 4)], lambda a: a.amax(dim=1), lambda a: a.max(axis=1)),
-    case("max-axis-1", [(2, 3, 4)], lambda a: a.amax(dim=-1), lambda a: a.max(axis=-1)),
-    case("max-tuple", [(2, 3, 4)], lambda a: a.amax(dim=(0, 2)), lambda a: a.max(axis=(0, 2))),
+    case("max-all", [(3, 4)], lambda a: a.max()),
+    case("amax-dim0", [(3, 4)], lambda a: a.amax(dim=0)),
+    case("amax-dim1", [(2, 3, 4)], lambda a: a.amax(1)),
+    case("amax-axis-1", [(2, 3, 4)], lambda a: a.amax(dim=-1), lambda a: a.amax(axis=-1)),
+    case("amax-tuple", [(2, 3, 4)], lambda a: a.amax(dim=(0, 2))),
+    case("amax-keepdim", [(2, 3, 4)], lambda a: a.amax(dim=1, keepdim=True)),
+    case("amax-tuple-keepdim", [(2, 3, 4)], lambda a: a.amax(dim=(-1, 0), keepdim=True)),
     case(
-        "max-keepdims",
-        [(2, 3, 4)],
-        lambda a: a.amax(dim=1, keepdim=True),
-        lambda a: a.max(axis=1, keepdims=True),
-    ),
-    case(
-        "max-tuple-keepdims",
-        [(2, 3, 4)],
-        lambda a: a.amax(dim=(-1, 0), keepdim=True),
-        lambda a: a.max(axis=(-1, 0), keepdims=True),
-    ),
-    case(
-        "max-all-keepdims",
+        "amax-all-keepdims",
         [(2, 3)],
         lambda a: a.amax(dim=(0, 1), keepdim=True),
-        lambda a: a.max(keepdims=True),
+        lambda a: a.amax(axis=(0, 1), keepdims=True),
     ),
+    case("amin-dim1", [(2, 3, 4)], lambda a: a.amin(1)),
+    case("min-all", [(3, 4)], lambda a: a.min()),
+    case("max-dim-values", [(3, 4)], lambda a: a.max(1).values),
+    case("max-dim-keepdim", [(2, 3, 4)], lambda a: a.max(dim=0, keepdim=True)[0]),
+    case("min-dim-values", [(3, 4)], lambda a: a.min(dim=-1).values),
+    case("max-other", [(3, 4), (3, 4)], lambda a, b: a.max(b)),
+    case("var-all", [(3, 4)], lambda a: a.var()),
+    case("var-dim", [(3, 4)], lambda a: a.var(1)),
+    case("var-correction0", [(2, 3, 4)], lambda a: a.var(dim=(0, 2), correction=0)),
+    case("var-unbiased-false-keepdim", [(3, 4)], lambda a: a.var(0, unbiased=False, keepdim=True)),
+    case("std-all", [(3, 4)], lambda a: a.std()),
+    case("std-dim-keepdim", [(2, 3, 4)], lambda a: a.std(dim=2, keepdim=True)),
     # ties share the gradient equally, as torch.amax does (a kink: no finite differences)
     case(
-        "max-ties",
+        "amax-ties",
         None,
         lambda a: a.amax(dim=1),
-        lambda a: a.max(axis=1),
         values=[np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0], [0.0, -1.0, 5.0]])],
         finite_differences=False,
     ),
     case(
         "max-ties-all",
         None,
-        lambda a: a.amax(),
         lambda a: a.max(),
         values=[np.array([[4.0, 1.0], [4.0, 4.0]])],
+        finite_differences=False,
+    ),
+    # max(dim) sends the gradient to the index it returns (the first maximum), as PyTorch
+    case(
+        "max-dim-ties",
+        None,
+        lambda a: a.max(dim=1).values,
+        values=[np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0], [0.0, -1.0, 5.0]])],
         finite_differences=False,
     ),
 ]
@@ -198,20 +206,11 @@ MOVEMENT = [
     case("flatten-start1", [(2, 3, 4, 5)], lambda a: a.flatten(1)),
     case("flatten-start2", [(2, 3, 4, 5)], lambda a: a.flatten(start_dim=2)),
     case("flatten-start-2", [(2, 3, 4, 5)], lambda a: a.flatten(start_dim=-2)),
-    case("transpose-2d", [(3, 4)], lambda a: a.permute(1, 0), lambda a: a.transpose(1, 0)),
-    case("transpose-none", [(2, 3, 4)], _reverse_axes, lambda a: a.transpose()),
-    case(
-        "transpose-perm", [(2, 3, 4)], lambda a: a.permute(2, 0, 1), lambda a: a.transpose(2, 0, 1)
-    ),
-    case(
-        "transpose-tuple",
-        [(2, 3, 4)],
-        lambda a: a.permute(1, 2, 0),
-        lambda a: a.transpose((1, 2, 0)),
-    ),
-    case(
-        "transpose-neg", [(2, 3, 4)], lambda a: a.permute(0, 2, 1), lambda a: a.transpose(0, -1, 1)
-    ),
+    case("transpose-2d", [(3, 4)], lambda a: a.transpose(0, 1)),
+    case("transpose-3d", [(2, 3, 4)], lambda a: a.transpose(0, 2)),
+    case("transpose-neg", [(2, 3, 4)], lambda a: a.transpose(-1, 1)),
+    case("permute-tuple", [(2, 3, 4)], lambda a: a.permute((1, 2, 0))),
+    case("permute-neg", [(2, 3, 4)], lambda a: a.permute(0, -1, 1)),
     case("permute", [(2, 3, 4, 5)], lambda a: a.permute(3, 1, 0, 2)),
     case("T-2d", [(3, 4)], lambda a: a.T),
     case("T-3d", [(2, 3, 4)], _reverse_axes, lambda a: a.T),
@@ -301,11 +300,12 @@ def test_matmul(shapes, torch_fn, our_fn, kwargs):
 # ---------------------------------------------------------------- conv2d and pooling
 
 
-def conv(stride=1, padding=0):
-    """(torch_fn, our_fn) for conv2d with a bias."""
+def conv(stride=1, padding=0, dilation=1, groups=1):
+    """(torch_fn, our_fn) for conv2d, with a bias when given three inputs."""
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     return (
-        lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=padding),
-        lambda x, w, b: x.conv2d(w, b, stride=stride, padding=padding),
+        lambda x, w, b=None: F.conv2d(x, w, b, **kw),
+        lambda x, w, b=None: x.conv2d(w, b, **kw),
     )
 
 
@@ -351,7 +351,7 @@ CONV = [
         "conv-non-contiguous-input",
         [(2, 2, 5, 6), (3, 2, 3, 3)],
         lambda x, w: F.conv2d(x.transpose(2, 3), w, padding=1),
-        lambda x, w: x.transpose(0, 1, 3, 2).conv2d(w, padding=1),
+        lambda x, w: x.transpose(2, 3).conv2d(w, padding=1),
     ),
     case(
         "conv-then-relu-pool",
@@ -359,6 +359,16 @@ CONV = [
         lambda x, w, b: F.max_pool2d(F.conv2d(x, w, b, padding=1).relu(), 2),
         lambda x, w, b: x.conv2d(w, b, padding=1).relu().max_pool2d(2),
     ),
+    case("conv-dilation2", [(2, 2, 8, 8), (3, 2, 3, 3), (3,)], *conv(dilation=2)),
+    case("conv-dilation-pair", [(1, 2, 9, 8), (2, 2, 3, 2)], *conv(dilation=(2, 3), padding=1)),
+    case("conv-dilation-stride", [(2, 1, 9, 9), (2, 1, 3, 3)], *conv(dilation=2, stride=2)),
+    case("conv-groups2", [(2, 4, 6, 6), (6, 2, 3, 3), (6,)], *conv(groups=2)),
+    case("conv-depthwise", [(2, 3, 6, 5), (3, 1, 3, 3)], *conv(groups=3, padding=1)),
+    case("conv-groups-dilation", [(1, 4, 8, 8), (4, 2, 3, 3)], *conv(groups=2, dilation=2)),
+    case("conv-same-odd", [(2, 2, 6, 7), (3, 2, 3, 3), (3,)], *conv(padding="same")),
+    case("conv-same-even", [(2, 2, 6, 7), (3, 2, 2, 4)], *conv(padding="same")),
+    case("conv-same-dilation", [(1, 2, 7, 7), (2, 2, 2, 3)], *conv(padding="same", dilation=2)),
+    case("conv-valid", [(2, 2, 6, 7), (3, 2, 3, 3)], *conv(padding="valid")),
 ]
 
 
@@ -367,10 +377,17 @@ def test_conv2d(shapes, torch_fn, our_fn, kwargs):
     run(shapes, torch_fn, our_fn, kwargs)
 
 
-def pool(kernel_size, stride=None):
+def pool(kernel_size, stride=None, padding=0):
     return (
-        lambda x: F.max_pool2d(x, kernel_size, stride),
-        lambda x: x.max_pool2d(kernel_size, stride),
+        lambda x: F.max_pool2d(x, kernel_size, stride, padding),
+        lambda x: x.max_pool2d(kernel_size, stride, padding),
+    )
+
+
+def avg_pool(kernel_size, stride=None, padding=0):
+    return (
+        lambda x: F.avg_pool2d(x, kernel_size, stride, padding),
+        lambda x: x.avg_pool2d(kernel_size, stride, padding),
     )
 
 
@@ -405,14 +422,22 @@ POOL = [
         "pool-non-contiguous",
         [(2, 2, 8, 7)],
         lambda x: F.max_pool2d(x[:, :, ::2].transpose(2, 3), 2),
-        lambda x: x[:, :, ::2].transpose(0, 1, 3, 2).max_pool2d(2),
+        lambda x: x[:, :, ::2].transpose(2, 3).max_pool2d(2),
     ),
     case(
         "pool-overlap-non-contiguous",
         [(2, 2, 7, 7)],
         lambda x: F.max_pool2d(x.transpose(2, 3), 3, 2),
-        lambda x: x.transpose(0, 1, 3, 2).max_pool2d(3, 2),
+        lambda x: x.transpose(2, 3).max_pool2d(3, 2),
     ),
+    case("pool-pad1", [(2, 2, 6, 6)], *pool(2, 2, 1)),
+    case("pool-k3-pad1", [(2, 2, 7, 6)], *pool(3, 2, 1)),
+    case("pool-pad-pair", [(1, 2, 5, 8)], *pool((3, 4), 1, (1, 2))),
+    case("pool-pad-negative-input", [(2, 1, 5, 5)], *pool(3, 2, 1), low=-3.0, high=-1.0),
+    case("avg-k2", [(2, 3, 8, 8)], *avg_pool(2)),
+    case("avg-k3s2", [(2, 2, 7, 7)], *avg_pool(3, 2)),
+    case("avg-k3s1-pad1", [(1, 2, 5, 6)], *avg_pool(3, 1, 1)),
+    case("avg-pairs", [(2, 2, 7, 8)], *avg_pool((3, 2), (2, 1), (1, 0))),
 ]
 
 
@@ -517,7 +542,7 @@ def test_cross_entropy_equals_composed_log_softmax_nll(rng):
     fused_x = Tensor(logits.copy(), requires_grad=True)
     composed_x = Tensor(logits.copy(), requires_grad=True)
     fused = fused_x.cross_entropy(targets)
-    composed = composed_x.log_softmax(axis=1).nll_loss(targets)
+    composed = composed_x.log_softmax(dim=1).nll_loss(targets)
     fused.backward()
     composed.backward()
     np.testing.assert_allclose(fused.data, composed.data, rtol=1e-12)

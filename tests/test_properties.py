@@ -141,7 +141,7 @@ def _count(shape: Shape, axis) -> int:
 @SETTINGS
 @given(
     shape_axis=shape_and_axis(),
-    name=st.sampled_from(["sum", "mean", "max"]),
+    name=st.sampled_from(["sum", "mean", "amax"]),
     keepdims=st.booleans(),
     ties=st.booleans(),
     seed=st.integers(0, 2**16),
@@ -154,10 +154,8 @@ def test_reduction_gradients(shape_axis, name, keepdims, ties, seed):
         rng.integers(-2, 3, size=shape).astype(np.float64) if ties else rng.standard_normal(shape)
     )
     x = Tensor(x_data, requires_grad=True)
-    out = getattr(x, name)(axis=axis, keepdims=keepdims)
-    expected = getattr(np, {"sum": "sum", "mean": "mean", "max": "amax"}[name])(
-        x_data, axis=axis, keepdims=keepdims
-    )
+    out = getattr(x, name)(dim=axis, keepdim=keepdims)
+    expected = getattr(np, name)(x_data, axis=axis, keepdims=keepdims)
     np.testing.assert_allclose(out.data, expected, rtol=1e-12)
     assert out.shape == np.shape(expected)
 
@@ -167,13 +165,13 @@ def test_reduction_gradients(shape_axis, name, keepdims, ties, seed):
     reference = {
         "sum": lambda: np.broadcast_to(kept, shape),
         "mean": lambda: np.broadcast_to(kept / _count(shape, axis), shape),
-        "max": lambda: _max_grad(x_data, axis, kept),
+        "amax": lambda: _max_grad(x_data, axis, kept),
     }[name]()
     np.testing.assert_allclose(x.grad, reference, rtol=1e-12, atol=1e-15)
 
     if torch is not None:
         tx = torch.tensor(x_data, requires_grad=True)
-        fn = {"sum": torch.sum, "mean": torch.mean, "max": torch.amax}[name]
+        fn = getattr(torch, name)
         if axis is None:
             tout = fn(tx).reshape(out.shape)
         else:
@@ -186,7 +184,7 @@ def test_reduction_gradients(shape_axis, name, keepdims, ties, seed):
 @settings(max_examples=30, deadline=None)
 @given(
     shape_axis=shape_and_axis(),
-    name=st.sampled_from(["sum", "mean", "max", "softmax", "log_softmax"]),
+    name=st.sampled_from(["sum", "mean", "amax", "var", "std", "softmax", "log_softmax"]),
     seed=st.integers(0, 2**16),
 )
 def test_reductions_pass_gradcheck(shape_axis, name, seed):
@@ -196,8 +194,19 @@ def test_reductions_pass_gradcheck(shape_axis, name, seed):
             axis = -1 if shape else None
         if axis is None:
             return
+    if name in ("var", "std") and _count(shape, axis) < 2:
+        return  # n - 1 = 0: a variance of one element is nan, as in PyTorch
     x = Tensor(np.random.default_rng(seed).standard_normal(shape), requires_grad=True)
-    assert gradcheck(lambda t: getattr(t, name)(axis=axis), [x])
+    assert gradcheck(lambda t: getattr(t, name)(dim=axis), [x])
+    if torch is not None:
+        tx = torch.tensor(x.data, requires_grad=True)
+        tout = getattr(tx, name)() if axis is None else getattr(tx, name)(dim=axis)
+        out = getattr(x, name)(dim=axis)
+        upstream = np.random.default_rng(seed + 1).standard_normal(out.shape)
+        out.backward(upstream)
+        tout.backward(torch.tensor(upstream))
+        np.testing.assert_allclose(out.data, tout.detach().numpy(), rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-6, atol=1e-8)
 
 
 # ---------------------------------------------------------------- movement
@@ -217,7 +226,7 @@ def test_transpose_and_reshape_gradients_route_back(shape_perm, seed):
     rng = np.random.default_rng(seed)
     x_data = rng.standard_normal(shape)
     x = Tensor(x_data, requires_grad=True)
-    out = x.transpose(perm).reshape(-1)
+    out = x.permute(perm).reshape(-1)
     np.testing.assert_array_equal(out.data, x_data.transpose(perm).reshape(-1))
     upstream = rng.standard_normal(out.shape)
     out.backward(upstream)
@@ -231,3 +240,40 @@ def test_broadcast_strategy_examples_are_valid(pair):
     full = np.broadcast_shapes(*pair)
     for shape in pair:
         assert sum_to(np.ones(full), shape).shape == shape
+
+
+@st.composite
+def shape_and_dim(draw):
+    """A shape (1- to 4-D) and one dim of it, maybe negative."""
+    shape = draw(st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple))
+    return shape, draw(st.integers(-len(shape), len(shape) - 1))
+
+
+TORCH_LIKE = {
+    "max-dim": lambda t, d: t.max(dim=d).values,
+    "min-dim-keepdim": lambda t, d: t.min(d, keepdim=True)[0],
+    "transpose": lambda t, d: t.transpose(d, 0),
+    "unsqueeze": lambda t, d: t.unsqueeze(d),
+    "squeeze": lambda t, d: t.unsqueeze(d).squeeze(d),
+    "split": lambda t, d: t.split(2, dim=d)[-1],
+    "chunk": lambda t, d: t.chunk(2, d)[0],
+    "cat-self": lambda t, d: (t * 2).sum(d, keepdim=True).expand(*t.shape) + t,
+    "var-dim": lambda t, d: t.var(d, keepdim=True) if t.shape[d] > 1 else t.sum(d),
+}
+
+
+@SETTINGS
+@given(shape_dim=shape_and_dim(), name=st.sampled_from(sorted(TORCH_LIKE)), seed=st.integers(0, 99))
+def test_dim_ops_match_pytorch(shape_dim, name, seed):
+    """Ops taking one dim, on random shapes and dims: values and gradients as PyTorch's."""
+    if torch is None:
+        pytest.skip("needs PyTorch")
+    shape, dim = shape_dim
+    data = np.random.default_rng(seed).standard_normal(shape)
+    x, tx = Tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+    out, tout = TORCH_LIKE[name](x, dim), TORCH_LIKE[name](tx, dim)
+    np.testing.assert_allclose(out.data, tout.detach().numpy(), rtol=1e-10, atol=1e-12)
+    upstream = np.random.default_rng(seed + 1).standard_normal(out.shape)
+    out.backward(upstream)
+    tout.backward(torch.tensor(upstream))
+    np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-8, atol=1e-10)

@@ -93,7 +93,8 @@ def test_properties():
     t = Tensor(np.zeros((2, 3, 4)))
     assert t.shape == (2, 3, 4)
     assert t.ndim == 3
-    assert t.size == 24
+    assert t.size() == (2, 3, 4) and t.size(1) == 3 and t.size(-1) == 4
+    assert t.numel() == 24 and t.dim() == 3 and t.device == "cpu"
     assert t.dtype == np.float64
     assert t.requires_grad is False
     assert t.grad is None
@@ -200,12 +201,21 @@ def test_python_numbers_do_not_upcast_float32():
         assert out.dtype == np.float32, out
 
 
-def test_integer_tensors_follow_numpy_promotion():
+def test_integer_tensors_follow_pytorch_promotion():
     i = Tensor(np.arange(3))
     assert (i * 2).dtype == np.int64
-    assert (i * 2.5).dtype == np.float64
-    assert (i / 2).dtype == np.float64
-    assert (i + Tensor(np.ones(3, dtype=np.float32))).dtype == np.result_type(np.int64, np.float32)
+    assert (i * 2.5).dtype == np.float32  # a float number makes an integer tensor float32
+    assert (i / 2).dtype == np.float32  # true division
+    assert (i + Tensor(np.ones(3, dtype=np.float32))).dtype == np.float32
+    assert (Tensor(np.ones(3)) + Tensor(np.ones(3, np.float32))).dtype == np.float64
+    assert (Tensor(np.ones(3, np.float32)) + Tensor(np.float64(1))).dtype == np.float32  # 0-d
+
+
+def test_numpy_scalars_do_not_upcast_float32():
+    """Old main: x * np.float64(2) was float64."""
+    t = Tensor([1.0, 2.0])
+    for out in (t * np.float64(2), np.float64(2) * t, t + np.float64(1), t / np.int64(2)):
+        assert out.dtype == np.float32, out
 
 
 def test_float32_leaf_gets_float32_grad_after_mixed_dtype_op():
@@ -498,10 +508,10 @@ def test_unsupported_operand_type():
         Tensor([1.0]) + "a"
 
 
-def test_pow_needs_a_number():
-    with pytest.raises(TypeError, match="pow: the exponent must be a number"):
-        Tensor([1.0]) ** Tensor([2.0])
-    with pytest.raises(TypeError, match="pow: integer tensor"):
+def test_pow_needs_a_number_or_a_tensor():
+    with pytest.raises(TypeError, match="pow: the exponent must be a number or a Tensor"):
+        Tensor([1.0]) ** "2"
+    with pytest.raises(ValueError, match="pow: integers to negative integer powers"):
         Tensor(np.arange(3)) ** -1
 
 
@@ -580,9 +590,9 @@ def test_reshape_to_wrong_size():
 
 
 @pytest.mark.parametrize("axes", [(0, 0, 1), (0, 1), (0, 1, 3), (0, 1, -4), (0, 1, 2, 3)])
-def test_transpose_with_bad_permutation(axes):
-    with pytest.raises(ValueError, match=r"transpose: .*not a permutation.*\(2, 3, 4\)"):
-        Tensor(np.zeros((2, 3, 4))).transpose(*axes)
+def test_permute_with_bad_permutation(axes):
+    with pytest.raises(ValueError, match=r"permute: .*not a permutation.*\(2, 3, 4\)"):
+        Tensor(np.zeros((2, 3, 4))).permute(*axes)
 
 
 @pytest.mark.parametrize("kwargs", [{"start_dim": 3}, {"start_dim": -4}, {"end_dim": 5}])
@@ -615,7 +625,7 @@ def test_matmul_shape_errors(a_shape, b_shape, pattern):
 REDUCERS = {
     "sum": lambda t, axis: t.sum(axis=axis),
     "mean": lambda t, axis: t.mean(axis=axis),
-    "max": lambda t, axis: t.max(axis=axis),
+    "amax": lambda t, axis: t.amax(axis=axis),
     "softmax": lambda t, axis: t.softmax(axis=axis),
     "log_softmax": lambda t, axis: t.log_softmax(axis=axis),
 }
@@ -624,12 +634,12 @@ REDUCERS = {
 @pytest.mark.parametrize("name", REDUCERS)
 @pytest.mark.parametrize("axis", [2, -3, (0, 5)])
 def test_axis_out_of_range(name, axis):
-    with pytest.raises(ValueError, match=rf"{name}: axis .*out of range.*\(2, 3\)"):
+    with pytest.raises(ValueError, match=rf"{name}: dim .*out of range.*\(2, 3\)"):
         REDUCERS[name](Tensor(np.zeros((2, 3))), axis)
 
 
 def test_repeated_axis():
-    with pytest.raises(ValueError, match="sum: repeated axis"):
+    with pytest.raises(ValueError, match="sum: repeated dim"):
         Tensor(np.zeros((2, 3))).sum(axis=(1, -1))
 
 
@@ -675,7 +685,7 @@ def test_gradients_never_share_memory():
     z.backward(seed)
     arrays = [x.grad, y.grad, h.grad, seed]
     for i, a in enumerate(arrays):
-        for b in arrays[i + 1:]:
+        for b in arrays[i + 1 :]:
             assert not np.shares_memory(a, b)
     x.grad += 100
     assert np.all(y.grad == 2.0) and np.all(h.grad == 2.0) and np.all(seed == 2.0)
@@ -701,3 +711,146 @@ def test_ops_save_nothing_for_backward_under_no_grad(monkeypatch):
         x.max_pool2d(2)
     x.max_pool2d(2)
     assert seen == [(False,), (True,)]
+
+
+# ---------------------------------------------------------------- PyTorch's meanings (issue 12)
+
+
+def test_sgd_by_hand_updates_the_parameters_in_place():
+    """Old main: `w -= lr * w.grad` under no_grad rebound w, leaving the model unchanged."""
+    from tinygrad_mnist import nn, no_grad
+
+    model = nn.Linear(3, 2)
+    before = [p.data.copy() for p in model.parameters()]
+    arrays = [p.data for p in model.parameters()]
+    loss = model(Tensor(np.ones((4, 3), np.float32))).sum()
+    loss.backward()
+    with no_grad():
+        for p in model.parameters():
+            p -= 0.1 * p.grad
+    for p, old, array in zip(model.parameters(), before, arrays, strict=True):
+        assert p.data is array  # the same array, changed in place
+        np.testing.assert_allclose(p.data, old - 0.1 * p.grad)
+
+
+def test_in_place_on_a_leaf_that_requires_grad_raises_as_pytorch():
+    """Old main: `w -= 1` silently turned the leaf into a non-leaf."""
+    w = Tensor([1.0, 2.0], requires_grad=True)
+    for update in (lambda: w.__isub__(1), lambda: w.add_(1), lambda: w.zero_()):
+        with pytest.raises(RuntimeError, match="a leaf Variable that requires grad"):
+            update()
+    assert w.is_leaf and w.tolist() == [1.0, 2.0]
+
+
+def test_in_place_on_a_recorded_tensor_records_and_rebinds():
+    w = Tensor([1.0, 2.0], requires_grad=True)
+    x = w * 2
+    x += 1
+    x.sum().backward()
+    assert x.tolist() == [3.0, 5.0] and w.grad.tolist() == [2.0, 2.0]
+
+
+def test_in_place_on_plain_tensors_keeps_the_object():
+    x = Tensor([1.0, 2.0, 3.0])
+    same = x
+    x += 1
+    x *= 2
+    x.sub_(Tensor([1.0, 1.0, 1.0]), alpha=2).clamp_(max=5.0)
+    assert x is same and x.tolist() == [2.0, 4.0, 5.0]
+    x.fill_(7).add_(1)
+    assert x.tolist() == [8.0] * 3
+    x.zero_()
+    assert x.tolist() == [0.0] * 3
+    x.copy_(Tensor([1.0, 2.0, 3.0]))
+    x[x > 1] = 0
+    assert x.tolist() == [1.0, 0.0, 0.0]
+    with pytest.raises(TypeError, match="can't be cast"):
+        Tensor(np.arange(3)).add_(0.5)
+
+
+def test_max_with_a_dim_returns_values_and_indices():
+    """Old main: `_, predicted = outputs.max(1)` unpacked the per-row maxima."""
+    outputs = Tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]])
+    _, predicted = outputs.max(1)
+    assert predicted.dtype == np.int64 and predicted.tolist() == [1, 0]
+    values, indices = outputs.max(dim=1, keepdim=True)
+    assert values.shape == (2, 1) and indices.tolist() == [[1], [0]]
+    four = Tensor(np.eye(4, dtype=np.float32))
+    assert four.max(1).indices.tolist() == [0, 1, 2, 3]
+    assert four.min(0).values.tolist() == [0.0] * 4
+    assert outputs.max().item() == pytest.approx(0.9)
+
+
+def test_transpose_swaps_two_dims():
+    """Old main: x.transpose(0, 1) on a 2-D tensor was the identity permutation."""
+    x = Tensor(np.arange(6.0).reshape(2, 3))
+    assert x.transpose(0, 1).shape == (3, 2)
+    np.testing.assert_array_equal(x.transpose(0, 1).data, x.data.T)
+    assert Tensor(np.zeros((2, 3, 4))).transpose(0, 2).shape == (4, 3, 2)
+    with pytest.raises(TypeError):
+        x.transpose(1, 0, 2)
+
+
+def test_a_float64_batch_into_a_float32_model_is_an_error():
+    """Old main: nn.Linear(2, 2)(Tensor(np.ones((1, 2)))) silently gave a float64 output."""
+    from tinygrad_mnist import nn
+
+    with pytest.raises(TypeError, match="matmul: expected both operands to have the same dtype"):
+        nn.Linear(2, 2)(Tensor(np.ones((1, 2))))
+    with pytest.raises(TypeError, match="conv2d: expected both operands to have the same dtype"):
+        nn.Conv2d(1, 2, 3)(Tensor(np.ones((1, 1, 5, 5))))
+
+
+def test_size_is_a_method_and_dim_is_a_keyword():
+    """Old main: x.size() failed with "'int' object is not callable"; sum(dim=1) a TypeError."""
+    x = Tensor(np.ones((2, 3), np.float32))
+    assert x.size() == (2, 3) and x.size(0) == 2 and x.size(-1) == 3
+    assert x.sum(dim=1).tolist() == [3.0, 3.0]
+    assert x.mean(dim=0, keepdim=True).shape == (1, 3)
+    assert x.sum(axis=1, keepdims=True).shape == (2, 1)  # NumPy's spelling, as PyTorch allows
+    with pytest.raises(TypeError, match="pass only dim="):
+        x.sum(dim=0, axis=1)
+
+
+def test_unsupported_pytorch_options_are_refused_by_name():
+    x = Tensor(np.ones((1, 1, 4, 4), np.float32))
+    with pytest.raises(NotImplementedError, match="ceil_mode=True is not supported"):
+        x.max_pool2d(2, ceil_mode=True)
+    with pytest.raises(NotImplementedError, match="count_include_pad=False"):
+        x.avg_pool2d(2, count_include_pad=False)
+    with pytest.raises(RuntimeError, match="CPU only"):
+        x.to("cuda")
+    with pytest.raises(ValueError, match="padding='same' is not supported for strided"):
+        x.conv2d(Tensor(np.ones((1, 1, 3, 3), np.float32)), stride=2, padding="same")
+
+
+def test_manual_seed_seeds_constructors_and_initialisation():
+    import tinygrad_mnist as tm
+
+    tm.manual_seed(3)
+    a, la = tm.randn(3), tm.nn.Linear(2, 2).weight.data.copy()
+    tm.manual_seed(3)
+    b, lb = tm.randn(3), tm.nn.Linear(2, 2).weight.data.copy()
+    np.testing.assert_array_equal(a.data, b.data)
+    np.testing.assert_array_equal(la, lb)
+    tm.nn.init.manual_seed(3)
+    np.testing.assert_array_equal(tm.randn(3).data, a.data)
+
+
+def test_grad_mode_switches():
+    import tinygrad_mnist as tm
+
+    w = Tensor([1.0], requires_grad=True)
+
+    @tm.no_grad
+    def f():
+        return w * 2
+
+    assert not f().requires_grad
+    with tm.no_grad():
+        with tm.enable_grad():
+            assert (w * 2).requires_grad
+        assert not (w * 2).requires_grad
+    with tm.set_grad_enabled(False):
+        assert not (w * 2).requires_grad
+    assert (w * 2).requires_grad

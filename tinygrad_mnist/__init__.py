@@ -7,11 +7,73 @@
 array([4., 6.], dtype=float32)
 """
 
+import numpy as _np
+
 from . import data, kernels, nn, optim, train, viz
+from .creation import (
+    arange,
+    empty,
+    empty_like,
+    eye,
+    from_numpy,
+    full,
+    full_like,
+    is_tensor,
+    linspace,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randn,
+    randn_like,
+    randperm,
+    tensor,
+    zeros,
+    zeros_like,
+)
 from .gradcheck import GradcheckError, gradcheck
 from .kernels import get_float32_precision, set_float32_precision
-from .tensor import Tensor, is_grad_enabled, no_grad
+from .seeding import manual_seed
+from .tensor import (
+    Tensor,
+    ValuesIndices,
+    cat,
+    enable_grad,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+    stack,
+    where,
+)
 from .train import TrainingDiverged, evaluate, fit
+
+# dtypes, so that dtype=tm.float32 reads as in PyTorch
+float32 = _np.dtype(_np.float32)
+float64 = _np.dtype(_np.float64)
+int64 = _np.dtype(_np.int64)
+int32 = _np.dtype(_np.int32)
+uint8 = _np.dtype(_np.uint8)
+bool = _np.dtype(_np.bool_)  # noqa: A001 - torch.bool
+float = float32  # noqa: A001 - torch.float
+double = float64
+long = int64
+
+
+def maximum(input: Tensor, other) -> Tensor:
+    """The larger of two tensors, elementwise (as `torch.maximum`)."""
+    return input.maximum(other)
+
+
+def minimum(input: Tensor, other) -> Tensor:
+    """The smaller of two tensors, elementwise (as `torch.minimum`)."""
+    return input.minimum(other)
+
+
+def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge dims start_dim..end_dim (as `torch.flatten`; `flatten(x, 1)` keeps the batch)."""
+    return input.flatten(start_dim, end_dim)
+
 
 __version__ = "0.1.0"
 
@@ -24,7 +86,47 @@ def __getattr__(name: str):
         return importlib.import_module(".plots", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
+    "ValuesIndices",
+    "arange",
+    "bool",
+    "cat",
+    "double",
+    "empty",
+    "empty_like",
+    "enable_grad",
+    "eye",
+    "flatten",
+    "float",
+    "float32",
+    "float64",
+    "from_numpy",
+    "full",
+    "full_like",
+    "int32",
+    "int64",
+    "is_tensor",
+    "linspace",
+    "long",
+    "manual_seed",
+    "maximum",
+    "minimum",
+    "ones",
+    "ones_like",
+    "rand",
+    "rand_like",
+    "randint",
+    "randn",
+    "randn_like",
+    "randperm",
+    "set_grad_enabled",
+    "stack",
+    "tensor",
+    "uint8",
+    "where",
+    "zeros",
+    "zeros_like",
     "GradcheckError",
     "Tensor",
     "TrainingDiverged",

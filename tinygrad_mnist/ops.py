@@ -167,6 +167,61 @@ class Tanh(Op):
         return (grad * (1 - self.out * self.out),)
 
 
+class Abs(Op):
+    """|x|.   d/dx = sign(x) (0 at x = 0, as PyTorch)"""
+
+    def forward(self, x):
+        self.x = x
+        return np.abs(x)
+
+    def backward(self, grad):
+        return (grad * np.sign(self.x),)
+
+
+class LeakyReLU(Op):
+    """x where x > 0, else slope * x.   d/dx = 1 where x > 0, else slope"""
+
+    def forward(self, x, negative_slope=0.01):
+        self.x, self.slope = x, negative_slope
+        return np.where(x > 0, x, x * x.dtype.type(negative_slope))
+
+    def backward(self, grad):
+        return (np.where(self.x > 0, grad, grad * grad.dtype.type(self.slope)),)
+
+
+class Clamp(Op):
+    """min(max(x, low), high) for constant bounds (None: no bound).
+
+    d/dx = 1 where low <= x <= high (the bounds included, as PyTorch), else 0
+    """
+
+    def forward(self, x, min=None, max=None):
+        self.x, self.low, self.high = x, min, max
+        return np.clip(x, min, max).astype(x.dtype, copy=False)
+
+    def backward(self, grad):
+        inside = np.ones(self.x.shape, dtype=bool)
+        if self.low is not None:
+            inside &= self.x >= self.low
+        if self.high is not None:
+            inside &= self.x <= self.high
+        return (grad * inside,)
+
+
+class Cast(Op):
+    """x converted to another dtype (always a copy: `clone` is a cast to the same dtype).
+
+    d/dx = 1, the gradient converted back to x's dtype
+    """
+
+    def forward(self, x, dtype):
+        self.in_dtype = x.dtype
+        return x.astype(dtype, copy=True)
+
+    def backward(self, grad):
+        return (grad.astype(self.in_dtype, copy=False),)
+
+
 # ---------------------------------------------------------------- binary elementwise
 
 
@@ -227,6 +282,68 @@ class Div(Op):
         return (
             unbroadcast(grad / b, a.shape) if self.needs_input_grad[0] else None,
             unbroadcast(-grad * a / (b * b), b.shape) if self.needs_input_grad[1] else None,
+        )
+
+
+class Power(Op):
+    """a ** b for two tensors (`x ** t`, `2 ** t`).
+
+    d/da = b a^(b-1),  d/db = a^b log(a)  (taken as 0 where a = 0 and b >= 0, as PyTorch)
+    """
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        self.out = a**b
+        return self.out
+
+    def backward(self, grad):
+        a, b = self.a, self.b
+        grad_a = grad_b = None
+        if self.needs_input_grad[0]:
+            grad_a = unbroadcast(
+                grad * b * np.where(b == 0, 0, a ** np.where(b == 0, 1, b - 1)), a.shape
+            )
+        if self.needs_input_grad[1]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log_a = np.where((a == 0) & (b >= 0), 0, np.log(np.where(a == 0, 1, a)))
+            grad_b = unbroadcast(grad * self.out * log_a, b.shape)
+        return grad_a, grad_b
+
+
+class Maximum(Op):
+    """The larger of a and b, elementwise (NaN wins).
+
+    d/da = 1 where a > b, d/db = 1 where b > a; where they are equal each gets half (as PyTorch)
+    """
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return np.maximum(a, b)
+
+    def backward(self, grad):
+        a, b = self.a, self.b
+        half = (a == b) * 0.5
+        return (
+            unbroadcast(grad * ((a > b) + half), a.shape) if self.needs_input_grad[0] else None,
+            unbroadcast(grad * ((b > a) + half), b.shape) if self.needs_input_grad[1] else None,
+        )
+
+
+class Where(Op):
+    """a where condition, else b (condition a constant bool array, broadcast with both).
+
+    d/da = 1 where condition, else 0;  d/db = the opposite
+    """
+
+    def forward(self, a, b, condition):
+        self.shapes, self.condition = (a.shape, b.shape), condition
+        return np.where(condition, a, b)
+
+    def backward(self, grad):
+        (sa, sb), c = self.shapes, self.condition
+        return (
+            unbroadcast(np.where(c, grad, 0), sa) if self.needs_input_grad[0] else None,
+            unbroadcast(np.where(c, 0, grad), sb) if self.needs_input_grad[1] else None,
         )
 
 
@@ -311,6 +428,49 @@ class Transpose(Op):
         return (grad.transpose(np.argsort(self.axes)),)
 
 
+class Expand(Op):
+    """x broadcast to a larger shape (a view).   d/dx = the gradient summed over the copies"""
+
+    def forward(self, x, shape):
+        self.in_shape = x.shape
+        return np.broadcast_to(x, shape)
+
+    def backward(self, grad):
+        return (unbroadcast(grad, self.in_shape),)
+
+
+class Pad(Op):
+    """x with `widths` ((before, after) per axis) of a constant value around it.
+
+    d/dx = the gradient with the padding cut off
+    """
+
+    def forward(self, x, widths, value=0.0):
+        self.widths = widths
+        return np.pad(x, widths, constant_values=value)
+
+    def backward(self, grad):
+        inside = tuple(
+            slice(lo, n - hi) for (lo, hi), n in zip(self.widths, grad.shape, strict=True)
+        )
+        return (grad[inside],)
+
+
+class Cat(Op):
+    """Inputs joined along `axis`.   d/dinput_k = the gradient's slice where input k went"""
+
+    def forward(self, *xs, axis=0):
+        self.axis, self.sizes = axis, [x.shape[axis] for x in xs]
+        return np.concatenate(xs, axis=axis)
+
+    def backward(self, grad):
+        ends = np.cumsum(self.sizes)[:-1]
+        parts = np.split(grad, ends, axis=self.axis)
+        return tuple(
+            p if need else None for p, need in zip(parts, self.needs_input_grad, strict=True)
+        )
+
+
 def _has_array_index(index) -> bool:
     parts = index if isinstance(index, tuple) else (index,)
     return any(isinstance(p, (np.ndarray, list)) for p in parts)
@@ -361,60 +521,78 @@ class MatMul(Op):
         return grad_a, grad_b
 
 
-def windows(x: np.ndarray, kernel_size: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+def windows(
+    x: np.ndarray,
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int] = (1, 1),
+) -> np.ndarray:
     """A read-only view (N, C, OH, OW, kh, kw) of every kh x kw window of x (N, C, H, W), the
-    windows starting every (sh, sw) pixels: window (y, x) is x[:, :, y*sh : y*sh+kh, ...]."""
-    (kh, kw), (sh, sw) = kernel_size, stride
+    windows starting every (sh, sw) pixels and reading every (dh, dw)-th pixel: element (i, j)
+    of window (y, x) is x[:, :, y*sh + i*dh, x*sw + j*dw]."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
     n, c, h, w = x.shape
-    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
     s0, s1, s2, s3 = x.strides
     return as_strided(
-        x, (n, c, oh, ow, kh, kw), (s0, s1, s2 * sh, s3 * sw, s2, s3), writeable=False
+        x, (n, c, oh, ow, kh, kw), (s0, s1, s2 * sh, s3 * sw, s2 * dh, s3 * dw), writeable=False
     )
 
 
 class Conv2d(Op):
-    """Cross-correlation of x (N, C, H, W) with weight (O, C, kh, kw), plus bias (O,).
+    """Cross-correlation of x (N, C, H, W) with weight (O, C/G, kh, kw), plus bias (O,).
 
-    With P the zero-padded x and stride (sh, sw):
-        out[n, o, y, x] = bias[o] + sum_{c,i,j} P[n, c, y*sh + i, x*sw + j] * weight[o, c, i, j]
+    With P the zero-padded x, stride (sh, sw), dilation (dh, dw) and one group (G = 1):
+        out[n, o, y, x] = bias[o] + sum_{c,i,j} P[n, c, y*sh + i*dh, x*sw + j*dw] * w[o, c, i, j]
     Each output pixel reads one window of P, so forward is one contraction over the windows
-    view. The chain rule, read off the same sum:
-        d/dweight[o, c, i, j] = sum_{n,y,x} grad[n, o, y, x] * P[n, c, y*sh + i, x*sw + j]
+    view. With G groups the channels split into G equal blocks and output block g reads only
+    input block g (the index g below). The chain rule, read off the same sum:
+        d/dw[o, c, i, j] = sum_{n,y,x} grad[n, o, y, x] * P[n, c, y*sh + i*dh, x*sw + j*dw]
         d/dbias[o] = sum_{n,y,x} grad[n, o, y, x]
-        d/dP[n, c, y*sh + i, x*sw + j] += sum_o grad[n, o, y, x] * weight[o, c, i, j]
+        d/dP[n, c, y*sh + i*dh, x*sw + j*dw] += sum_o grad[n, o, y, x] * w[o, c, i, j]
     and d/dx is d/dP without the padding.
     """
 
-    def forward(self, x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
-        (ph, pw), (kh, kw) = padding, weight.shape[2:]
+    def forward(
+        self, x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
+    ):
+        (ph, pw), (o, cg, kh, kw), n, g = padding, weight.shape, x.shape[0], groups
         padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-        self.windows = windows(padded, (kh, kw), stride)  # (N, C, OH, OW, kh, kw)
-        self.x_shape, self.weight, self.stride, self.padding = x.shape, weight, stride, padding
-        out = np.einsum("ncyxij,ocij->noyx", self.windows, weight, optimize=True)
+        win = windows(padded, (kh, kw), stride, dilation)  # (N, C, OH, OW, kh, kw)
+        self.windows = win.reshape(n, g, cg, *win.shape[2:])  # (N, G, C/G, OH, OW, kh, kw)
+        self.weight = weight.reshape(g, o // g, cg, kh, kw)
+        self.x_shape, self.stride, self.padding, self.dilation = x.shape, stride, padding, dilation
+        out = np.einsum("ngcyxij,gocij->ngoyx", self.windows, self.weight, optimize=True)
+        out = out.reshape(n, o, *out.shape[3:])
         return out if bias is None else out + bias[:, None, None]
 
     def backward(self, grad):
-        (sh, sw), (ph, pw) = self.stride, self.padding
-        (n, c, h, w), (oh, ow, kh, kw) = self.x_shape, self.windows.shape[2:]
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        (n, c, h, w), (g, og, cg, kh, kw) = self.x_shape, self.weight.shape
+        oh, ow = grad.shape[2:]
+        grad_g = grad.reshape(n, g, og, oh, ow)
         grad_x = grad_w = grad_b = None
         if self.needs_input_grad[0]:
             grad_padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad.dtype)
             for i in range(kh):  # add each kernel offset's share to the pixels it read
                 for j in range(kw):
-                    w_ij = self.weight[:, :, i, j]
-                    share = np.einsum("noyx,oc->ncyx", grad, w_ij, optimize=True)
-                    grad_padded[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += share
+                    w_ij = self.weight[:, :, :, i, j]
+                    share = np.einsum("ngoyx,goc->ngcyx", grad_g, w_ij, optimize=True)
+                    rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
+                    cols = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
+                    grad_padded[:, :, rows, cols] += share.reshape(n, c, oh, ow)
             grad_x = grad_padded[:, :, ph : ph + h, pw : pw + w]
         if self.needs_input_grad[1]:
-            grad_w = np.einsum("noyx,ncyxij->ocij", grad, self.windows, optimize=True)
+            grad_w = np.einsum("ngoyx,ngcyxij->gocij", grad_g, self.windows, optimize=True)
+            grad_w = grad_w.reshape(g * og, cg, kh, kw)
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
             grad_b = grad.sum(axis=(0, 2, 3))
         return grad_x, grad_w, grad_b
 
 
 class MaxPool2d(Op):
-    """Max over each kh x kw window of x (N, C, H, W), windows starting every (sh, sw) pixels.
+    """Max over each kh x kw window of x (N, C, H, W), windows starting every (sh, sw) pixels,
+    x first padded by (ph, pw) pixels of -inf on each side.
 
         out[n, c, y, x] = max_{i,j} x[n, c, y*sh + i, x*sw + j]
     d/dx = the window's gradient at the pixel that won, 0 elsewhere; overlapping windows add.
@@ -422,8 +600,10 @@ class MaxPool2d(Op):
     gradient goes to its last NaN (both as PyTorch).
     """
 
-    def forward(self, x, kernel_size=(2, 2), stride=(2, 2)):
-        kh, kw = kernel_size
+    def forward(self, x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)):
+        (kh, kw), (ph, pw) = kernel_size, padding
+        if ph or pw:  # -inf never wins (a window always holds a real pixel)
+            x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
         view = windows(x, kernel_size, stride)
         flat = view.reshape(*view.shape[:4], kh * kw)  # (N, C, OH, OW, kh*kw), a copy
         winner = flat.argmax(axis=-1)
@@ -432,18 +612,46 @@ class MaxPool2d(Op):
             last_nan = kh * kw - 1 - is_nan[..., ::-1].argmax(axis=-1)
             winner = np.where(is_nan.any(axis=-1), last_nan, winner)
         self.x_shape, self.kernel_size, self.stride = x.shape, kernel_size, stride
-        self.winner = winner
+        self.winner, self.padding = winner, padding
         return np.take_along_axis(flat, winner[..., None], axis=-1)[..., 0]
 
     def backward(self, grad):
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         oh, ow = grad.shape[2:]
         grad_x = np.zeros(self.x_shape, dtype=grad.dtype)
         for i in range(kh):  # each offset's pixels get the gradient of the windows it won
             for j in range(kw):
                 won = self.winner == i * kw + j
                 grad_x[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += grad * won
-        return (grad_x,)
+        h, w = grad_x.shape[2:]
+        return (grad_x[:, :, ph : h - ph, pw : w - pw],)
+
+
+class AvgPool2d(Op):
+    """Mean over each kh x kw window of x (N, C, H, W) zero-padded by (ph, pw), windows every
+    (sh, sw) pixels; the padding counts in the mean (PyTorch's count_include_pad=True).
+
+        out[n, c, y, x] = 1/(kh kw) sum_{i,j} P[n, c, y*sh + i, x*sw + j]
+    d/dP = each window's gradient / (kh kw), to every pixel it read; overlapping windows add.
+    """
+
+    def forward(self, x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)):
+        ph, pw = padding
+        padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        self.padded_shape, self.kernel_size, self.stride = padded.shape, kernel_size, stride
+        self.padding = padding
+        return windows(padded, kernel_size, stride).mean(axis=(4, 5))
+
+    def backward(self, grad):
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        oh, ow = grad.shape[2:]
+        grad_x = np.zeros(self.padded_shape, dtype=grad.dtype)
+        share = grad / (kh * kw)
+        for i in range(kh):  # each offset's pixels get a share of every window that read them
+            for j in range(kw):
+                grad_x[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += share
+        h, w = grad_x.shape[2:]
+        return (grad_x[:, :, ph : h - ph, pw : w - pw],)
 
 
 class Softmax(Op):

@@ -9,8 +9,10 @@ adding the gradients up.
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,22 +23,30 @@ _grad_enabled = True
 # dtypes a Tensor may hold; anything else (object, strings, complex) is refused up front
 _SUPPORTED_KINDS = "fiub"
 
+# PyTorch's promotion categories: a higher category wins whatever the sizes (int + float32 is
+# float32); within one, the wider dtype wins, but a 0-d tensor never widens a dimensioned one
+_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2}
 
-class no_grad(contextlib.ContextDecorator):
-    """Context manager and decorator: inside it, ops record no graph and results need no grad.
 
-    >>> with no_grad():
-    ...     y = model(x)
-    """
+class _GradMode(contextlib.ContextDecorator):
+    """Base of no_grad / enable_grad: set gradient recording on or off inside a block."""
 
-    def __init__(self):
-        # a stack, because one decorator instance is re-entered by recursive or nested calls
-        self._previous: list[bool] = []
+    enabled = False
+
+    def __new__(cls, func=None):
+        self = super().__new__(cls)
+        self._previous = []  # a stack: one decorator instance is re-entered by nested calls
+        if callable(func):  # used as a decorator without parentheses: @no_grad
+            return self(func)
+        return self
+
+    def __init__(self, func=None):
+        pass
 
     def __enter__(self):
         global _grad_enabled
         self._previous.append(_grad_enabled)
-        _grad_enabled = False
+        _grad_enabled = self.enabled
         return self
 
     def __exit__(self, *exc):
@@ -45,9 +55,60 @@ class no_grad(contextlib.ContextDecorator):
         return False
 
 
+class no_grad(_GradMode):
+    """Context manager and decorator (with or without parentheses): inside it, ops record no
+    graph and results need no grad; in-place updates of parameters are allowed.
+
+    >>> with no_grad():
+    ...     y = model(x)
+    """
+
+    enabled = False
+
+
+class enable_grad(_GradMode):
+    """Context manager and decorator: record the graph again inside a `no_grad` block."""
+
+    enabled = True
+
+
+class set_grad_enabled:
+    """Turn gradient recording on or off: at once when called, or for a `with` block."""
+
+    def __init__(self, mode: bool):
+        global _grad_enabled
+        self._previous = _grad_enabled
+        _grad_enabled = bool(mode)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._previous
+        return False
+
+
 def is_grad_enabled() -> bool:
     """True unless inside `no_grad()`."""
     return _grad_enabled
+
+
+def result_dtype(a: Tensor, b: Tensor) -> np.dtype:
+    """The dtype of an elementwise op on a and b, by PyTorch's promotion rules."""
+    ca, cb = _CATEGORY[a.dtype.kind], _CATEGORY[b.dtype.kind]
+    if ca != cb:
+        return a.dtype if ca > cb else b.dtype
+    if (a.ndim == 0) != (b.ndim == 0):
+        return b.dtype if a.ndim == 0 else a.dtype
+    return np.result_type(a.dtype, b.dtype)
+
+
+class ValuesIndices(NamedTuple):
+    """What `max(dim)` and `min(dim)` return, as PyTorch's: `values, indices = x.max(1)`."""
+
+    values: Tensor
+    indices: Tensor
 
 
 def _to_array(data, dtype) -> np.ndarray:
@@ -148,15 +209,27 @@ class Tensor:
         return out
 
     def _lift(self, other) -> Tensor:
-        """Turn a number or array operand into a constant Tensor (NumPy's promotion rules)."""
+        """Turn a number or array operand into a constant Tensor.
+
+        A Python number or NumPy scalar is "weak", as in PyTorch: it takes this tensor's dtype
+        (float32 * 2.0 and float32 * np.float64(2) stay float32), except that a float number
+        makes an integer or bool tensor's result float32. Arrays and lists keep their dtype.
+        """
         if isinstance(other, Tensor):
             return other
-        if isinstance(other, numbers.Number) and not isinstance(other, np.generic):
-            # a Python number is "weak": float32 * 2.0 stays float32, as in NumPy
-            return Tensor(np.asarray(other, dtype=np.result_type(self.data, other)))
-        if isinstance(other, (np.ndarray, np.generic, list, tuple)):
-            return Tensor(other if isinstance(other, (np.ndarray, np.generic)) else np.asarray(
-                other, dtype=self.data.dtype if self.data.dtype.kind == "f" else np.float32))
+        if isinstance(other, np.generic) and other.dtype.kind in _SUPPORTED_KINDS:
+            other = other.item()
+        if isinstance(other, numbers.Number):
+            kind = "b" if isinstance(other, bool) else "i" if isinstance(other, int) else "f"
+            if kind not in "bif" or isinstance(other, complex):
+                raise TypeError(f"unsupported number for a Tensor op: {other!r}")
+            if _CATEGORY[kind] <= _CATEGORY[self.dtype.kind]:
+                dtype = self.dtype
+            else:
+                dtype = np.float32 if kind == "f" else np.int64
+            return Tensor(np.asarray(other, dtype=dtype))
+        if isinstance(other, (np.ndarray, list, tuple)):
+            return Tensor(other)
         raise TypeError(
             f"unsupported operand type for a Tensor op: {type(other).__name__}; "
             "expected a Tensor, a NumPy array or a number"
@@ -166,6 +239,7 @@ class Tensor:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The sizes of the dimensions (a tuple; PyTorch's torch.Size)."""
         return self.data.shape
 
     @property
@@ -177,7 +251,27 @@ class Tensor:
         return self.data.dtype
 
     @property
-    def size(self) -> int:
+    def device(self) -> str:
+        """Always "cpu": tensors live in NumPy arrays."""
+        return "cpu"
+
+    def size(self, dim: int | None = None) -> tuple[int, ...] | int:
+        """`x.size()` is the shape, `x.size(dim)` the size of one dimension (as PyTorch; for
+        the number of elements use `numel()`)."""
+        if dim is None:
+            return self.data.shape
+        return self.data.shape[self._dims(dim, "size")]
+
+    def numel(self) -> int:
+        """The number of elements."""
+        return self.data.size
+
+    def dim(self) -> int:
+        """The number of dimensions (same as `.ndim`)."""
+        return self.data.ndim
+
+    def nelement(self) -> int:
+        """Same as `numel()`."""
         return self.data.size
 
     @property
@@ -198,6 +292,10 @@ class Tensor:
     def numpy(self) -> np.ndarray:
         """The underlying ndarray (shared, not copied)."""
         return self.data
+
+    def tolist(self):
+        """The values as (nested) Python lists of numbers; a 0-d tensor gives a number."""
+        return self.data.tolist()
 
     def item(self) -> float | int | bool:
         """The value of a one-element tensor as a Python number."""
@@ -221,10 +319,29 @@ class Tensor:
             )
         return bool(self.data.item())
 
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.kind not in "iu" or self.data.size != 1:
+            raise TypeError(
+                f"only one-element integer tensors can be used as an index, got dtype "
+                f"{self.dtype} and shape {self.shape}"
+            )
+        return int(self.item())
+
     def __len__(self) -> int:
         if self.data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return self.data.shape[0]
+
+    def __iter__(self):
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.data.shape[0]))
 
     def __repr__(self) -> str:
         body = np.array2string(self.data, separator=", ", prefix="tensor(", precision=4)
@@ -236,6 +353,70 @@ class Tensor:
         return "tensor(" + ", ".join([body, *extras]) + ")"
 
     __hash__ = object.__hash__
+
+    # ------------------------------------------------------------ conversions
+
+    def to(self, *args, dtype=None, device=None, copy: bool = False) -> Tensor:
+        """`to(dtype)`, `to("cpu")`, `to(other_tensor)` or `to(device, dtype)`: this tensor
+        itself when nothing changes, else a converted copy (differentiable between floats)."""
+        for arg in args:
+            if isinstance(arg, Tensor):
+                dtype = arg.dtype
+            elif isinstance(arg, str) and _is_device(arg):
+                device = arg
+            else:
+                dtype = arg
+        if device is not None:
+            check_device(device, "to")
+        if dtype is None:
+            return self.clone() if copy else self
+        dtype = as_dtype(dtype, "to")
+        if dtype == self.dtype and not copy:
+            return self
+        if self.requires_grad and dtype.kind != "f":
+            return Tensor(self.data.astype(dtype))  # an integer result has no gradient
+        return Tensor._apply(ops.Cast, self, dtype=dtype)
+
+    def type(self, dtype=None):
+        """`type()` names the dtype; `type(dtype)` converts, as `to(dtype)`."""
+        if dtype is None:
+            return str(self.dtype)
+        if isinstance(dtype, str) and "cuda" in dtype:
+            check_device("cuda", "type")
+        return self.to(dtype)
+
+    def float(self) -> Tensor:
+        """A float32 copy (this tensor itself if it is float32)."""
+        return self.to(np.float32)
+
+    def double(self) -> Tensor:
+        """A float64 copy (this tensor itself if it is float64)."""
+        return self.to(np.float64)
+
+    def long(self) -> Tensor:
+        """An int64 copy (no gradient)."""
+        return self.to(np.int64)
+
+    def int(self) -> Tensor:
+        """An int32 copy (no gradient)."""
+        return self.to(np.int32)
+
+    def bool(self) -> Tensor:
+        """A bool copy (no gradient)."""
+        return self.to(np.bool_)
+
+    def cpu(self) -> Tensor:
+        """This tensor (everything lives on the CPU)."""
+        return self
+
+    def cuda(self, *args, **kwargs) -> Tensor:
+        """Not available: tinygrad_mnist runs on the CPU only."""
+        check_device("cuda", "cuda")
+        return self
+
+    def clone(self) -> Tensor:
+        """A copy of the data that stays in the graph (d/dx = 1)."""
+        return Tensor._apply(ops.Cast, self, dtype=self.dtype)
 
     # ------------------------------------------------------------ autograd
 
@@ -311,44 +492,100 @@ class Tensor:
         """A new leaf tensor sharing this data, cut off from the graph."""
         return Tensor(self.data)
 
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set `requires_grad` on this leaf in place; returns self."""
+        if not requires_grad and not self.is_leaf:
+            raise RuntimeError(
+                "requires_grad_: you can only change requires_grad flags of leaf tensors; "
+                "use detach() to cut a result off the graph"
+            )
+        if requires_grad and self.dtype.kind != "f":
+            raise TypeError(
+                f"requires_grad_: only floating-point tensors can require grad, got dtype "
+                f"{self.dtype}; convert with .float() first"
+            )
+        self.requires_grad = bool(requires_grad)
+        return self
+
     # ------------------------------------------------------------ arithmetic
 
     def __add__(self, other) -> Tensor:
-        return self._binary(ops.Add, "add", self, self._lift(other))
+        return Tensor._binary(ops.Add, "add", self, self._lift(other))
 
     def __radd__(self, other) -> Tensor:
-        return self._binary(ops.Add, "add", self._lift(other), self)
+        return Tensor._binary(ops.Add, "add", self._lift(other), self)
 
     def __sub__(self, other) -> Tensor:
-        return self._binary(ops.Sub, "sub", self, self._lift(other))
+        return Tensor._binary(ops.Sub, "sub", self, self._lift(other))
 
     def __rsub__(self, other) -> Tensor:
-        return self._binary(ops.Sub, "sub", self._lift(other), self)
+        return Tensor._binary(ops.Sub, "sub", self._lift(other), self)
 
     def __mul__(self, other) -> Tensor:
-        return self._binary(ops.Mul, "mul", self, self._lift(other))
+        return Tensor._binary(ops.Mul, "mul", self, self._lift(other))
 
     def __rmul__(self, other) -> Tensor:
-        return self._binary(ops.Mul, "mul", self._lift(other), self)
+        return Tensor._binary(ops.Mul, "mul", self._lift(other), self)
 
     def __truediv__(self, other) -> Tensor:
-        return self._binary(ops.Div, "div", self, self._lift(other))
+        return Tensor._binary(ops.Div, "div", self, self._lift(other))
 
     def __rtruediv__(self, other) -> Tensor:
-        return self._binary(ops.Div, "div", self._lift(other), self)
+        return Tensor._binary(ops.Div, "div", self._lift(other), self)
 
     def __neg__(self) -> Tensor:
         return Tensor._apply(ops.Neg, self)
 
+    def __abs__(self) -> Tensor:
+        return self.abs()
+
+    def add(self, other, *, alpha=1) -> Tensor:
+        """self + alpha * other."""
+        return self + (other if alpha == 1 else self._lift(other) * alpha)
+
+    def sub(self, other, *, alpha=1) -> Tensor:
+        """self - alpha * other."""
+        return self - (other if alpha == 1 else self._lift(other) * alpha)
+
+    def mul(self, other) -> Tensor:
+        """self * other."""
+        return self * other
+
+    def div(self, other) -> Tensor:
+        """self / other (true division)."""
+        return self / other
+
+    def neg(self) -> Tensor:
+        """-self."""
+        return -self
+
     def __pow__(self, exponent) -> Tensor:
-        """x ** p for a number p.   d/dx = p x^(p-1)"""
-        if not isinstance(exponent, numbers.Number) or isinstance(exponent, bool):
+        """x ** p for a number p (d/dx = p x^(p-1)) or a tensor p (see `ops.Power`)."""
+        if isinstance(exponent, (Tensor, np.ndarray)):
+            return Tensor._binary(ops.Power, "pow", self, self._lift(exponent))
+        if isinstance(exponent, np.generic):
+            exponent = exponent.item()
+        if not isinstance(exponent, numbers.Real) or isinstance(exponent, bool):
             raise TypeError(
-                f"pow: the exponent must be a number, got {type(exponent).__name__}"
+                f"pow: the exponent must be a number or a Tensor, got {type(exponent).__name__}"
             )
-        if self.dtype.kind != "f" and (not float(exponent).is_integer() or exponent < 0):
-            raise TypeError(f"pow: integer tensor of dtype {self.dtype} to power {exponent}")
+        if self.dtype.kind != "f":
+            if not float(exponent).is_integer():
+                return self.float() ** exponent
+            if exponent < 0:
+                raise ValueError(
+                    f"pow: integers to negative integer powers are not allowed (dtype "
+                    f"{self.dtype}, exponent {exponent}); convert with .float() first"
+                )
         return Tensor._apply(ops.Pow, self, exponent=exponent)
+
+    def __rpow__(self, base) -> Tensor:
+        """base ** x for a number or array base (`2 ** t`).   d/dx = base^x log(base)"""
+        return Tensor._binary(ops.Power, "pow", self._lift(base), self)
+
+    def pow(self, exponent) -> Tensor:
+        """self ** exponent (a number or a Tensor)."""
+        return self**exponent
 
     def __matmul__(self, other) -> Tensor:
         return self.matmul(other)
@@ -365,7 +602,134 @@ class Tensor:
                 f"{name}: shapes {a.shape} and {b.shape} cannot be broadcast together; "
                 "each axis must match or be 1 (aligned from the right)"
             ) from None
-        return Tensor._apply(op_class, a, b)
+        dtype = result_dtype(a, b)
+        if dtype.kind != "f" and op_class in (ops.Div, ops.Power):
+            if op_class is ops.Div or (b.data < 0).any():
+                dtype = np.dtype(np.float32)  # true division of integers, as PyTorch
+        return Tensor._apply(op_class, a.to(dtype), b.to(dtype))
+
+    # ------------------------------------------------------------ in place
+
+    def _in_place(self, name: str, compute, other=None) -> Tensor:
+        """Write `compute(self.data, other_array)` into this tensor's own array.
+
+        As PyTorch: refused on a leaf that requires grad while grad is enabled (it would
+        change a parameter behind autograd's back; wrap the update in `no_grad()`), and on a
+        tensor recorded in the graph (write `x = x + y` instead).
+        """
+        other_requires_grad = isinstance(other, Tensor) and other.requires_grad
+        if _grad_enabled and (self.requires_grad or other_requires_grad):
+            if self.requires_grad and self.is_leaf:
+                raise RuntimeError(
+                    f"{name}: a leaf Variable that requires grad is being used in an in-place "
+                    "operation. Wrap the update in `with no_grad():` (as an optimizer step does)"
+                )
+            raise RuntimeError(
+                f"{name}: in-place ops are not recorded in the graph here; write the "
+                "out-of-place form (x = x + y), or wrap the update in `with no_grad():`"
+            )
+        value = other.data if isinstance(other, Tensor) else other
+        if value is not None and np.broadcast_shapes(self.shape, np.shape(value)) != self.shape:
+            raise ValueError(
+                f"{name}: an operand of shape {np.shape(value)} cannot be written into a tensor "
+                f"of shape {self.shape}"
+            )
+        if not self.data.flags.writeable:  # a broadcast or window view: take a copy first
+            self.data = self.data.copy()
+        result = compute(self.data, value)
+        if (
+            result.dtype.kind != self.dtype.kind
+            and _CATEGORY[result.dtype.kind] > _CATEGORY[self.dtype.kind]
+        ):
+            raise TypeError(
+                f"{name}: result type {result.dtype} can't be cast to the tensor's dtype "
+                f"{self.dtype}"
+            )
+        self.data[...] = result
+        return self
+
+    def __iadd__(self, other) -> Tensor:
+        """`x += y`: in x's own array; on a tensor recorded in the graph, x + y (rebinds x)."""
+        if self._records(other):
+            return self + other
+        return self._in_place("add_", np.add, other)
+
+    def __isub__(self, other) -> Tensor:
+        """`x -= y`: in x's own array (so `with no_grad(): w -= lr * w.grad` trains)."""
+        if self._records(other):
+            return self - other
+        return self._in_place("sub_", np.subtract, other)
+
+    def __imul__(self, other) -> Tensor:
+        """`x *= y`: in x's own array; on a tensor recorded in the graph, x * y (rebinds x)."""
+        if self._records(other):
+            return self * other
+        return self._in_place("mul_", np.multiply, other)
+
+    def __itruediv__(self, other) -> Tensor:
+        """`x /= y`: in x's own array; on a tensor recorded in the graph, x / y (rebinds x)."""
+        if self._records(other):
+            return self / other
+        return self._in_place("div_", np.true_divide, other)
+
+    def _records(self, other) -> bool:
+        """Whether `x op= other` must record (grad enabled, and a non-leaf or a grad operand)."""
+        if not _grad_enabled:
+            return False
+        if self.requires_grad and not self.is_leaf:
+            return True
+        return not self.requires_grad and isinstance(other, Tensor) and other.requires_grad
+
+    def add_(self, other, *, alpha=1) -> Tensor:
+        """self += alpha * other, in place."""
+        return self._in_place("add_", lambda x, y: x + alpha * y, _plain(other))
+
+    def sub_(self, other, *, alpha=1) -> Tensor:
+        """self -= alpha * other, in place."""
+        return self._in_place("sub_", lambda x, y: x - alpha * y, _plain(other))
+
+    def mul_(self, other) -> Tensor:
+        """self *= other, in place."""
+        return self._in_place("mul_", np.multiply, _plain(other))
+
+    def div_(self, other) -> Tensor:
+        """self /= other, in place."""
+        return self._in_place("div_", np.true_divide, _plain(other))
+
+    def zero_(self) -> Tensor:
+        """Set every element to 0, in place."""
+        return self._in_place("zero_", lambda x, _: np.zeros_like(x))
+
+    def fill_(self, value) -> Tensor:
+        """Set every element to `value`, in place."""
+        return self._in_place("fill_", lambda x, v: np.full_like(x, v), _plain(value))
+
+    def copy_(self, src) -> Tensor:
+        """Copy `src`'s values (broadcast to this shape, cast to this dtype) in place."""
+        src = _plain(src)
+        return self._in_place(
+            "copy_", lambda x, v: np.broadcast_to(np.asarray(v).astype(x.dtype), x.shape), src
+        )
+
+    def clamp_(self, min=None, max=None) -> Tensor:
+        """Clamp into [min, max], in place."""
+        return self._in_place("clamp_", lambda x, _: np.clip(x, min, max).astype(x.dtype))
+
+    def __setitem__(self, index, value) -> None:
+        """`x[index] = value`, in place, with the same rules as the other in-place ops."""
+        if _grad_enabled and isinstance(value, Tensor) and value.requires_grad:
+            raise RuntimeError(
+                "__setitem__: assigning a tensor that requires grad is not recorded here; "
+                "build the result out of place (e.g. with torch-style where() or cat())"
+            )
+        index, value = _plain_index(index), _plain(value)
+
+        def assign(x, _):
+            out = x.copy()
+            out[index] = value
+            return out
+
+        self._in_place("__setitem__", assign)
 
     # comparisons give bool tensors and record nothing
     def _compare(self, other, fn, name: str) -> Tensor:
@@ -396,19 +760,62 @@ class Tensor:
     def __ge__(self, other) -> Tensor:
         return self._compare(other, np.greater_equal, "ge")
 
+    def eq(self, other) -> Tensor:
+        """self == other, elementwise (a bool tensor)."""
+        return self == other
+
+    def ne(self, other) -> Tensor:
+        """self != other, elementwise (a bool tensor)."""
+        return self != other
+
+    def lt(self, other) -> Tensor:
+        """self < other, elementwise (a bool tensor)."""
+        return self < other
+
+    def le(self, other) -> Tensor:
+        """self <= other, elementwise (a bool tensor)."""
+        return self <= other
+
+    def gt(self, other) -> Tensor:
+        """self > other, elementwise (a bool tensor)."""
+        return self > other
+
+    def ge(self, other) -> Tensor:
+        """self >= other, elementwise (a bool tensor)."""
+        return self >= other
+
+    def __invert__(self) -> Tensor:
+        if self.dtype.kind not in "biu":
+            raise TypeError(f"~ (bitwise not) needs a bool or integer tensor, got {self.dtype}")
+        return Tensor(~self.data)
+
+    def __and__(self, other) -> Tensor:
+        return Tensor(self.data & self._lift(other).data)
+
+    def __or__(self, other) -> Tensor:
+        return Tensor(self.data | self._lift(other).data)
+
+    def any(self) -> Tensor:
+        """Whether any element is true (a 0-d bool tensor)."""
+        return Tensor(np.asarray(self.data.any()))
+
+    def all(self) -> Tensor:
+        """Whether every element is true (a 0-d bool tensor)."""
+        return Tensor(np.asarray(self.data.all()))
+
     # ------------------------------------------------------------ elementwise functions
 
     def exp(self) -> Tensor:
         """e^x elementwise.   d/dx = e^x"""
-        return Tensor._apply(ops.Exp, self)
+        return Tensor._apply(ops.Exp, self._floating("exp"))
 
     def log(self) -> Tensor:
         """Natural log elementwise.   d/dx = 1/x"""
-        return Tensor._apply(ops.Log, self)
+        return Tensor._apply(ops.Log, self._floating("log"))
 
     def sqrt(self) -> Tensor:
         """Square root elementwise.   d/dx = 1/(2 sqrt(x))"""
-        return Tensor._apply(ops.Sqrt, self)
+        return Tensor._apply(ops.Sqrt, self._floating("sqrt"))
 
     def relu(self) -> Tensor:
         """max(x, 0) elementwise.   d/dx = 1 where x > 0, else 0"""
@@ -416,42 +823,216 @@ class Tensor:
 
     def sigmoid(self) -> Tensor:
         """1/(1+e^-x) elementwise.   d/dx = s(1-s)"""
-        return Tensor._apply(ops.Sigmoid, self)
+        return Tensor._apply(ops.Sigmoid, self._floating("sigmoid"))
 
     def tanh(self) -> Tensor:
         """tanh(x) elementwise.   d/dx = 1 - tanh(x)^2"""
-        return Tensor._apply(ops.Tanh, self)
+        return Tensor._apply(ops.Tanh, self._floating("tanh"))
+
+    def abs(self) -> Tensor:
+        """|x| elementwise.   d/dx = sign(x) (0 at 0)"""
+        return Tensor._apply(ops.Abs, self)
+
+    def square(self) -> Tensor:
+        """x * x elementwise.   d/dx = 2x"""
+        return self * self
+
+    def leaky_relu(self, negative_slope: float = 0.01) -> Tensor:
+        """x where x > 0, else negative_slope * x.   d/dx = 1 or negative_slope"""
+        return Tensor._apply(ops.LeakyReLU, self, negative_slope=float(negative_slope))
+
+    def clamp(self, min=None, max=None) -> Tensor:
+        """Clamp into [min, max] (numbers or Tensors; either may be None).
+
+        d/dx = 1 where min <= x <= max, else 0
+        """
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of min and max must be given")
+        if isinstance(min, Tensor) or isinstance(max, Tensor):
+            out = self if min is None else self.maximum(min)
+            return out if max is None else out.minimum(max)
+        return Tensor._apply(ops.Clamp, self, min=min, max=max)
+
+    def clip(self, min=None, max=None) -> Tensor:
+        """Same as `clamp`."""
+        return self.clamp(min, max)
+
+    def maximum(self, other) -> Tensor:
+        """The larger of self and other, elementwise (ties share the gradient)."""
+        return Tensor._binary(ops.Maximum, "maximum", self, self._lift(other))
+
+    def minimum(self, other) -> Tensor:
+        """The smaller of self and other, elementwise: -maximum(-self, -other)."""
+        return -(-self).maximum(-self._lift(other))
+
+    def where(self, condition, other) -> Tensor:
+        """self where condition is true, else other (as `torch.where(condition, self, other)`)."""
+        return where(condition, self, other)
+
+    def _floating(self, name: str) -> Tensor:
+        """Integer inputs of a float function become float32, as in PyTorch."""
+        return self if self.dtype.kind == "f" else self.float()
 
     # ------------------------------------------------------------ reductions
 
-    def _check_axis(self, axis, name: str):
-        if axis is None:
+    def _dims(self, dim, name: str):
+        """Check `dim` (an int, a tuple of ints, or None for all) against this tensor's shape
+        and return it with plain ints."""
+        if dim is None:
             return None
-        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-        for a in axes:
-            if not isinstance(a, (int, np.integer)) or not -self.ndim <= a < max(self.ndim, 1):
+        if isinstance(dim, Tensor):
+            raise TypeError(f"{name}: dim must be an int or a tuple of ints, got a Tensor")
+        dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+        rank = max(self.ndim, 1)
+        for d in dims:
+            if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
+                raise TypeError(f"{name}: dim must be an int or a tuple of ints, got {dim!r}")
+            if not -rank <= d < rank:
                 raise ValueError(
-                    f"{name}: axis {axis} is out of range for a tensor of shape {self.shape} "
-                    f"(expected -{self.ndim} <= axis < {self.ndim})"
+                    f"{name}: dim {dim} is out of range for a tensor of shape {self.shape} "
+                    f"(expected -{rank} <= dim < {rank})"
                 )
-        if len({a % max(self.ndim, 1) for a in axes}) != len(axes):
-            raise ValueError(f"{name}: repeated axis in {axis}")
-        return int(axis) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axes)
+        if len({d % rank for d in dims}) != len(dims):
+            raise ValueError(f"{name}: repeated dim in {dim}")
+        return int(dim) if isinstance(dim, (int, np.integer)) else tuple(int(d) for d in dims)
 
-    def sum(self, axis=None, keepdims: bool = False) -> Tensor:
-        """Sum over `axis` (int, tuple, or None for all).   d/dx = 1"""
-        return Tensor._apply(ops.Sum, self, axis=self._check_axis(axis, "sum"), keepdims=keepdims)
+    def _reduce_args(self, name, dim, keepdim, axis, keepdims):
+        """PyTorch's (dim, keepdim), or NumPy's (axis, keepdims), which PyTorch also accepts."""
+        dim = checks.dim_argument(name, dim, axis)
+        if keepdims is not None:
+            keepdim = keepdims
+        return self._dims(dim, name), bool(keepdim)
 
-    def mean(self, axis=None, keepdims: bool = False) -> Tensor:
-        """Mean over `axis` (int, tuple, or None for all).   d/dx = 1/n"""
-        axis = self._check_axis(axis, "mean")
-        return Tensor._apply(ops.Mean, self, axis=axis, keepdims=keepdims)
+    def sum(self, dim=None, keepdim: bool = False, *, dtype=None, axis=None, keepdims=None):
+        """Sum over `dim` (an int, a tuple, or None for all).   d/dx = 1"""
+        dim, keepdim = self._reduce_args("sum", dim, keepdim, axis, keepdims)
+        x = self if dtype is None else self.to(dtype)
+        return Tensor._apply(ops.Sum, x, axis=dim, keepdims=keepdim)
 
-    def max(self, axis=None, keepdims: bool = False) -> Tensor:
-        """Maximum over `axis`.   d/dx = 1 at the maximum (ties share it equally)"""
-        if self.size == 0:
-            raise ValueError(f"max: cannot take the max of an empty tensor of shape {self.shape}")
-        return Tensor._apply(ops.Max, self, axis=self._check_axis(axis, "max"), keepdims=keepdims)
+    def mean(self, dim=None, keepdim: bool = False, *, dtype=None, axis=None, keepdims=None):
+        """Mean over `dim` (an int, a tuple, or None for all).   d/dx = 1/n"""
+        dim, keepdim = self._reduce_args("mean", dim, keepdim, axis, keepdims)
+        x = self if dtype is None else self.to(dtype)
+        if x.dtype.kind != "f":
+            raise TypeError(
+                f"mean: could not infer output dtype from {x.dtype}; mean needs a floating-point "
+                "tensor: write x.float().mean()"
+            )
+        return Tensor._apply(ops.Mean, x, axis=dim, keepdims=keepdim)
+
+    def var(
+        self,
+        dim=None,
+        unbiased=None,
+        keepdim: bool = False,
+        *,
+        correction=None,
+        axis=None,
+        keepdims=None,
+    ) -> Tensor:
+        """Variance over `dim`: sum((x - mean)^2) / (n - correction); correction=1 (Bessel's,
+        PyTorch's default), 0 for the biased variance; `unbiased=False` means correction=0."""
+        dim, keepdim = self._reduce_args("var", dim, keepdim, axis, keepdims)
+        if unbiased is not None and correction is not None:
+            raise TypeError("var: pass correction= or unbiased=, not both")
+        correction = 1 if correction is None and unbiased in (None, True) else correction or 0
+        deviation = self - self.mean(dim, keepdim=True)
+        count = self.numel() // max(self.mean(dim).numel(), 1) if self.numel() else 0
+        return (deviation * deviation).sum(dim, keepdim=keepdim) / (count - correction)
+
+    def std(
+        self,
+        dim=None,
+        unbiased=None,
+        keepdim: bool = False,
+        *,
+        correction=None,
+        axis=None,
+        keepdims=None,
+    ) -> Tensor:
+        """Standard deviation over `dim`: the square root of `var` (same arguments)."""
+        return self.var(
+            dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims
+        ).sqrt()
+
+    def amax(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
+        """Maximum over `dim` (an int, a tuple or None).   d/dx = 1 at the maximum, ties share it"""
+        dim, keepdim = self._reduce_args("amax", dim, keepdim, axis, keepdims)
+        if self.numel() == 0:
+            raise ValueError(f"amax: cannot take the max of an empty tensor of shape {self.shape}")
+        return Tensor._apply(ops.Max, self, axis=dim, keepdims=keepdim)
+
+    def amin(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
+        """Minimum over `dim`: -amax(-x) (ties share the gradient)."""
+        return -(-self).amax(dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def max(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        """As PyTorch: `max()` is the 0-d maximum (ties share the gradient); `max(dim)` is the
+        named tuple (values, indices) along dim (the gradient goes to the index); `max(other)`
+        with a Tensor is `maximum(other)`."""
+        if isinstance(dim, Tensor):
+            return self.maximum(dim)
+        return self._extreme("max", dim, keepdim, axis, keepdims)
+
+    def min(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        """As PyTorch: `min()` is the 0-d minimum, `min(dim)` the named tuple (values, indices),
+        `min(other)` with a Tensor is `minimum(other)`."""
+        if isinstance(dim, Tensor):
+            return self.minimum(dim)
+        return self._extreme("min", dim, keepdim, axis, keepdims)
+
+    def _extreme(self, name, dim, keepdim, axis, keepdims):
+        dim = checks.dim_argument(name, dim, axis)
+        if dim is None:
+            if keepdim or keepdims:
+                raise TypeError(f"{name}: keepdim needs a dim; write x.a{name}(keepdim=True)")
+            return self.amax() if name == "max" else self.amin()
+        if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+            raise TypeError(
+                f"{name}: dim must be one int, got {dim!r}; for several dims use x.a{name}(dims)"
+            )
+        keepdim = bool(keepdim if keepdims is None else keepdims)
+        indices = self.argmax(dim, keepdim=True) if name == "max" else self.argmin(dim, True)
+        values = self.gather(dim, indices)
+        if not keepdim:
+            values, indices = values.squeeze(dim), indices.squeeze(dim)
+        return ValuesIndices(values, indices)
+
+    def argmax(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
+        """Index of the (first) maximum along dim, or in the flattened tensor; int64, no grad."""
+        return self._arg("argmax", np.argmax, dim, keepdim, axis, keepdims)
+
+    def argmin(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
+        """Index of the (first) minimum along dim, or in the flattened tensor; int64, no grad."""
+        return self._arg("argmin", np.argmin, dim, keepdim, axis, keepdims)
+
+    def _arg(self, name, fn, dim, keepdim, axis, keepdims) -> Tensor:
+        dim, keepdim = self._reduce_args(name, dim, keepdim, axis, keepdims)
+        if isinstance(dim, tuple):
+            raise TypeError(f"{name}: dim must be one int, got {dim}")
+        if self.numel() == 0:
+            raise ValueError(f"{name}: empty tensor of shape {self.shape}")
+        out = np.asarray(fn(self.data, axis=dim if self.ndim else None), dtype=np.int64)
+        if keepdim:
+            out = np.expand_dims(out, dim) if dim is not None else out.reshape((1,) * self.ndim)
+        return Tensor(out)
+
+    def gather(self, dim: int, index) -> Tensor:
+        """out[i][j] = self[index[i][j]][j] for dim 0 (and so on): picks along dim.
+
+        d/dx scatters the gradient back to the picked places (repeats add).
+        """
+        dim = self._dims(dim, "gather")
+        index = _plain(index)
+        if np.ndim(index) != self.ndim:
+            raise ValueError(
+                f"gather: index has {np.ndim(index)} dims but the tensor has {self.ndim} "
+                f"(shape {self.shape}); they must match"
+            )
+        shape = np.shape(index)
+        grid = list(np.indices(shape, sparse=True))
+        grid[dim] = np.asarray(index)
+        return self[tuple(grid)]
 
     # ------------------------------------------------------------ movement
 
@@ -462,52 +1043,143 @@ class Tensor:
             np.empty(self.shape, dtype=bool).reshape(shape)
         except (ValueError, TypeError):
             raise ValueError(
-                f"reshape: cannot reshape a tensor of shape {self.shape} ({self.size} elements) "
-                f"into {shape}"
+                f"reshape: cannot reshape a tensor of shape {self.shape} ({self.numel()} "
+                f"elements) into {shape}"
             ) from None
         return Tensor._apply(ops.Reshape, self, shape=shape)
 
+    def view(self, *shape) -> Tensor:
+        """Same as `reshape` (NumPy decides whether it is a view; values never differ)."""
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer, tuple, list)):
+            raise TypeError(f"view: expected a shape, got {shape[0]!r}; for a dtype use .to(dtype)")
+        return self.reshape(*shape)
+
+    def view_as(self, other: Tensor) -> Tensor:
+        """`reshape(other.shape)`."""
+        return self.reshape(other.shape)
+
+    def reshape_as(self, other: Tensor) -> Tensor:
+        """`reshape(other.shape)`."""
+        return self.reshape(other.shape)
+
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-        """Merge axes start_dim..end_dim into one (`flatten(1)` keeps the batch axis)."""
+        """Merge dims start_dim..end_dim into one (`flatten(1)` keeps the batch dim)."""
         if self.ndim == 0:
             return self.reshape(1)
-        for name, dim in (("start_dim", start_dim), ("end_dim", end_dim)):
-            if not -self.ndim <= dim < self.ndim:
-                raise ValueError(
-                    f"flatten: {name} {dim} is out of range for a tensor of shape {self.shape} "
-                    f"(expected -{self.ndim} <= {name} < {self.ndim})"
-                )
-        start, end = start_dim % self.ndim, end_dim % self.ndim
+        start, end = self._dims(start_dim, "flatten"), self._dims(end_dim, "flatten")
+        start, end = start % self.ndim, end % self.ndim
         if start > end:
             raise ValueError(
                 f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
                 f"for a tensor of shape {self.shape}"
             )
-        merged = int(np.prod(self.shape[start : end + 1]))
+        merged = math.prod(self.shape[start : end + 1])
         return self.reshape(self.shape[:start] + (merged,) + self.shape[end + 1 :])
 
-    def transpose(self, *axes) -> Tensor:
-        """Permute the axes (a NumPy permutation); no arguments reverses them."""
-        axes = _axes_of(axes) or tuple(reversed(range(self.ndim)))
-        in_range = all(-self.ndim <= a < self.ndim for a in axes)
-        if not in_range or sorted(a % self.ndim for a in axes) != list(range(self.ndim)):
+    def unsqueeze(self, dim: int) -> Tensor:
+        """A new dim of size 1 at `dim` (-1: last), as `x[:, None]` for dim 1."""
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+            raise TypeError(f"unsqueeze: dim must be an int, got {dim!r}")
+        if not -self.ndim - 1 <= dim <= self.ndim:
             raise ValueError(
-                f"transpose: {axes} is not a permutation of the {self.ndim} axes of a tensor "
+                f"unsqueeze: dim {dim} is out of range for a tensor of shape {self.shape} "
+                f"(expected -{self.ndim + 1} <= dim <= {self.ndim})"
+            )
+        dim = dim % (self.ndim + 1)
+        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
+
+    def squeeze(self, dim=None) -> Tensor:
+        """Drop dims of size 1: all of them, or only `dim` (an int or tuple) if its size is 1."""
+        if dim is None:
+            dims = range(self.ndim)
+        else:
+            dim = self._dims(dim, "squeeze")
+            dims = [d % max(self.ndim, 1) for d in ((dim,) if isinstance(dim, int) else dim)]
+        drop = {d for d in dims if self.ndim and self.shape[d] == 1}
+        return self.reshape(tuple(n for d, n in enumerate(self.shape) if d not in drop))
+
+    def permute(self, *dims) -> Tensor:
+        """Reorder the dims: `permute(2, 0, 1)` makes dim 2 the first (d/dx permutes back)."""
+        dims = _axes_of(dims)
+        ok = all(isinstance(d, (int, np.integer)) and -self.ndim <= d < self.ndim for d in dims)
+        if not ok or sorted(d % self.ndim for d in dims) != list(range(self.ndim)):
+            raise ValueError(
+                f"permute: {dims} is not a permutation of the {self.ndim} dims of a tensor "
                 f"of shape {self.shape}"
             )
-        return Tensor._apply(ops.Transpose, self, axes=tuple(a % self.ndim for a in axes))
+        return Tensor._apply(ops.Transpose, self, axes=tuple(d % self.ndim for d in dims))
 
-    def permute(self, *axes) -> Tensor:
-        """Same as `transpose(*axes)`."""
-        return self.transpose(*axes)
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        """Swap two dims (as PyTorch; for a full reordering use `permute`, for all reversed
+        `.T`)."""
+        d0, d1 = self._dims(dim0, "transpose"), self._dims(dim1, "transpose")
+        order = list(range(self.ndim))
+        order[d0], order[d1] = order[d1], order[d0]
+        return self.permute(order) if self.ndim else self
+
+    def t(self) -> Tensor:
+        """Transpose of a matrix (a vector stays as it is)."""
+        if self.ndim > 2:
+            raise ValueError(f"t: expects a tensor with <= 2 dims, got shape {self.shape}")
+        return self.transpose(0, 1) if self.ndim == 2 else self
 
     @property
     def T(self) -> Tensor:
-        """All axes reversed, as NumPy's `.T`."""
-        return self.transpose()
+        """All dims reversed (a matrix's transpose)."""
+        return self.permute(tuple(reversed(range(self.ndim)))) if self.ndim > 1 else self
+
+    def expand(self, *sizes) -> Tensor:
+        """Broadcast to `sizes` (-1 keeps a dim; new dims go in front). d/dx sums the copies."""
+        sizes = _axes_of(sizes)
+        new = len(sizes) - self.ndim
+        shape = tuple(
+            self.shape[i - new] if n == -1 and i >= new else n for i, n in enumerate(sizes)
+        )
+        try:
+            if new < 0 or min(shape, default=0) < 0:
+                raise ValueError
+            np.broadcast_to(np.empty(self.shape, dtype=bool), shape)
+        except ValueError:
+            raise ValueError(
+                f"expand: a tensor of shape {self.shape} cannot be expanded to {sizes}; each "
+                "dim must match, be 1 in the tensor, or be -1"
+            ) from None
+        return Tensor._apply(ops.Expand, self, shape=shape)
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        """`expand(other.shape)`."""
+        return self.expand(other.shape)
+
+    def split(self, split_size_or_sections, dim: int = 0) -> tuple[Tensor, ...]:
+        """Pieces along dim: of `split_size` each (the last may be smaller), or of the listed
+        sizes."""
+        dim = self._dims(dim, "split")
+        n = self.shape[dim]
+        if isinstance(split_size_or_sections, (int, np.integer)):
+            size = int(split_size_or_sections)
+            if size < 1 and n:
+                raise ValueError(f"split: split_size must be positive, got {size}")
+            sizes = [min(size, n - start) for start in range(0, n, max(size, 1))]
+        else:
+            sizes = [int(s) for s in split_size_or_sections]
+            if sum(sizes) != n or min(sizes, default=0) < 0:
+                raise ValueError(
+                    f"split: sizes {sizes} must be non-negative and add up to {n}, the size of "
+                    f"dim {dim} (tensor shape {self.shape})"
+                )
+        prefix = (slice(None),) * (dim % self.ndim)
+        starts = np.cumsum([0, *sizes[:-1]])
+        return tuple(self[(*prefix, slice(s, s + k))] for s, k in zip(starts, sizes, strict=True))
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+        """At most `chunks` pieces of equal size along dim (the last may be smaller)."""
+        if chunks < 1:
+            raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+        n = self.shape[self._dims(dim, "chunk")]
+        return self.split(max(-(-n // chunks), 1), dim)
 
     def __getitem__(self, index) -> Tensor:
-        """Basic and integer-array indexing.   d/dx scatters back; repeated indices add up"""
+        """Basic, integer-array and boolean-mask indexing.   d/dx scatters back; repeats add"""
         index = _plain_index(index)
         try:
             self.data[index]
@@ -515,44 +1187,152 @@ class Tensor:
             raise IndexError(f"getitem: {err} (tensor shape {self.shape})") from None
         return Tensor._apply(ops.GetItem, self, index=index)
 
+    def detach_(self) -> Tensor:
+        """Cut this tensor off the graph in place; returns self."""
+        self._op, self._parents, self.requires_grad = None, (), False
+        return self
+
     # ------------------------------------------------------------ processing
 
     def matmul(self, other) -> Tensor:
-        """Matrix product (2-D, batched or with vectors, as `np.matmul`)."""
+        """Matrix product (2-D, batched or with vectors, as `torch.matmul`); both operands must
+        have the same dtype."""
         other = self._lift(other)
         checks.matmul_shapes(self.shape, other.shape)
+        checks.same_dtype(
+            "matmul", self.dtype, other.dtype, f" (shapes {self.shape} and {other.shape})"
+        )
         return Tensor._apply(ops.MatMul, self, other)
 
-    def conv2d(self, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
+    def mm(self, other) -> Tensor:
+        """Product of two matrices."""
+        return self.matmul(other)
+
+    def conv2d(
+        self,
+        weight: Tensor,
+        bias: Tensor | None = None,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+    ) -> Tensor:
         """2-D cross-correlation, NCHW, as `torch.nn.functional.conv2d`.
 
-        Shapes: self (N, C, H, W), weight (O, C, kh, kw), bias (O,) -> (N, O, OH, OW) with
-        OH = (H + 2*ph - kh) // sh + 1.
+        Shapes: self (N, C, H, W), weight (O, C/groups, kh, kw), bias (O,) -> (N, O, OH, OW)
+        with OH = (H + 2*ph - dh*(kh-1) - 1) // sh + 1. `padding` is an int, a pair, "valid"
+        (no padding) or "same" (output size = input size; stride 1 only).
         """
         stride = checks.pair(stride, "stride", "conv2d")
-        padding = checks.pair(padding, "padding", "conv2d")
+        dilation = checks.pair(dilation, "dilation", "conv2d")
         weight = self._lift(weight)
         bias = None if bias is None else self._lift(bias)
+        x = self
+        if isinstance(padding, str):
+            x, padding = self._padding_for(padding, weight.shape, stride, dilation)
+        else:
+            padding = checks.pair(padding, "padding", "conv2d")
         checks.conv2d_arguments(
-            self.shape, weight.shape, None if bias is None else bias.shape, stride, padding
+            x.shape,
+            weight.shape,
+            None if bias is None else bias.shape,
+            stride,
+            padding,
+            dilation,
+            groups,
         )
-        inputs = (self, weight) if bias is None else (self, weight, bias)
-        return Tensor._apply(ops.Conv2d, *inputs, stride=stride, padding=padding)
+        shapes = f" (input shape {self.shape}, weight shape {weight.shape})"
+        checks.same_dtype("conv2d", self.dtype, weight.dtype, shapes)
+        if bias is not None:
+            checks.same_dtype("conv2d", self.dtype, bias.dtype, shapes)
+        inputs = (x, weight) if bias is None else (x, weight, bias)
+        attrs = dict(stride=stride, padding=padding)
+        if dilation != (1, 1) or groups != 1:  # only then, so graph labels stay short
+            attrs.update(dilation=dilation, groups=int(groups))
+        return Tensor._apply(ops.Conv2d, *inputs, **attrs)
 
-    def max_pool2d(self, kernel_size=2, stride=None) -> Tensor:
-        """Max over kernel windows of an (N, C, H, W) tensor; stride defaults to kernel_size."""
+    def _padding_for(self, padding: str, weight_shape, stride, dilation):
+        """conv2d's "valid" and "same" as (input, symmetric padding); an odd total padding
+        puts the extra row or column at the bottom or right, as PyTorch."""
+        if padding == "valid":
+            return self, (0, 0)
+        if padding != "same":
+            raise ValueError(
+                f"conv2d: padding must be an int, a pair, 'valid' or 'same', got {padding!r}"
+            )
+        if stride != (1, 1):
+            raise ValueError(
+                f"conv2d: padding='same' is not supported for strided "
+                f"convolutions (stride {stride})"
+            )
+        if len(weight_shape) != 4 or self.ndim != 4:
+            return self, (0, 0)  # conv2d_arguments names the bad shape
+        totals = [d * (k - 1) for d, k in zip(dilation, weight_shape[2:], strict=True)]
+        even = tuple(t // 2 for t in totals)
+        if all(t % 2 == 0 for t in totals):
+            return self, even
+        extra = ((0, 0), (0, 0), *((0, t % 2) for t in totals))
+        return Tensor._apply(ops.Pad, self, widths=extra, value=0.0), even
+
+    def max_pool2d(
+        self,
+        kernel_size=2,
+        stride=None,
+        padding=0,
+        dilation=1,
+        ceil_mode=False,
+        return_indices=False,
+    ) -> Tensor:
+        """Max over kernel windows of an (N, C, H, W) tensor (padded with -inf); stride defaults
+        to kernel_size. The gradient goes to one maximum per window, as PyTorch."""
+        checks.unsupported(
+            "max_pool2d",
+            dilation=(dilation, 1),
+            ceil_mode=(ceil_mode, False),
+            return_indices=(return_indices, False),
+        )
         kernel = checks.pair(kernel_size, "kernel_size", "max_pool2d")
         stride = kernel if stride is None else checks.pair(stride, "stride", "max_pool2d")
-        checks.pool2d_arguments("max_pool2d", self.shape, kernel, stride)
-        return Tensor._apply(ops.MaxPool2d, self, kernel_size=kernel, stride=stride)
+        padding = checks.pair(padding, "padding", "max_pool2d")
+        checks.pool2d_arguments("max_pool2d", self.shape, kernel, stride, padding)
+        attrs = dict(kernel_size=kernel, stride=stride)
+        if padding != (0, 0):
+            attrs["padding"] = padding
+        return Tensor._apply(ops.MaxPool2d, self, **attrs)
 
-    def softmax(self, axis: int = -1) -> Tensor:
-        """exp(x) / sum(exp(x)) along axis, stable for large logits."""
-        return Tensor._apply(ops.Softmax, self, axis=self._check_axis(axis, "softmax"))
+    def avg_pool2d(
+        self,
+        kernel_size=2,
+        stride=None,
+        padding=0,
+        ceil_mode=False,
+        count_include_pad=True,
+        divisor_override=None,
+    ) -> Tensor:
+        """Mean over kernel windows of an (N, C, H, W) tensor (zero padding counted in the mean,
+        PyTorch's default); stride defaults to kernel_size."""
+        checks.unsupported(
+            "avg_pool2d",
+            ceil_mode=(ceil_mode, False),
+            count_include_pad=(count_include_pad, True),
+            divisor_override=(divisor_override, None),
+        )
+        kernel = checks.pair(kernel_size, "kernel_size", "avg_pool2d")
+        stride = kernel if stride is None else checks.pair(stride, "stride", "avg_pool2d")
+        padding = checks.pair(padding, "padding", "avg_pool2d")
+        checks.pool2d_arguments("avg_pool2d", self.shape, kernel, stride, padding)
+        x = self._floating("avg_pool2d")
+        return Tensor._apply(ops.AvgPool2d, x, kernel_size=kernel, stride=stride, padding=padding)
 
-    def log_softmax(self, axis: int = -1) -> Tensor:
-        """log(softmax(x)) along axis, computed stably (fine at logits of +-1e4)."""
-        return Tensor._apply(ops.LogSoftmax, self, axis=self._check_axis(axis, "log_softmax"))
+    def softmax(self, dim: int = -1, *, axis=None) -> Tensor:
+        """exp(x) / sum(exp(x)) along dim, stable for large logits."""
+        dim = self._dims(checks.dim_argument("softmax", dim, axis, default=-1), "softmax")
+        return Tensor._apply(ops.Softmax, self._floating("softmax"), axis=dim)
+
+    def log_softmax(self, dim: int = -1, *, axis=None) -> Tensor:
+        """log(softmax(x)) along dim, computed stably (fine at logits of +-1e4)."""
+        dim = self._dims(checks.dim_argument("log_softmax", dim, axis, default=-1), "log_softmax")
+        return Tensor._apply(ops.LogSoftmax, self._floating("log_softmax"), axis=dim)
 
     def nll_loss(self, targets) -> Tensor:
         """Mean negative log-likelihood of class indices `targets` (N,) under log-probs (N, C)."""
@@ -608,3 +1388,112 @@ def _plain_index(index):
     if isinstance(index, tuple):
         return tuple(i.data if isinstance(i, Tensor) else i for i in index)
     return index
+
+
+def where(condition, input, other) -> Tensor:
+    """`input` where `condition` is true, else `other` (numbers or tensors, broadcast).
+
+    d/dinput = 1 where condition, d/dother = 1 elsewhere
+    """
+    cond = np.asarray(_plain(condition))
+    if cond.dtype != np.bool_:
+        raise TypeError(f"where: condition must be a bool tensor, got dtype {cond.dtype}")
+    if not isinstance(input, Tensor):
+        input = (other if isinstance(other, Tensor) else Tensor(np.float32(0)))._lift(input)
+    other = input._lift(other)
+    try:
+        np.broadcast_shapes(cond.shape, input.shape, other.shape)
+    except ValueError:
+        raise ValueError(
+            f"where: condition {cond.shape}, input {input.shape} and other {other.shape} "
+            "cannot be broadcast together"
+        ) from None
+    dtype = result_dtype(input, other)
+    return Tensor._apply(ops.Where, input.to(dtype), other.to(dtype), condition=cond)
+
+
+def pad(x: Tensor, pad: Sequence[int], value: float = 0.0) -> Tensor:
+    """Constant padding, PyTorch's `F.pad`: `pad` lists (before, after) pairs for the last dim
+    first, then the one before it, ...: `pad(x, (1, 1, 2, 2))` pads W by 1 and H by 2.
+
+    d/dx = the gradient with the padding cut off
+    """
+    if len(pad) % 2 or len(pad) // 2 > x.ndim:
+        raise ValueError(
+            f"pad: expected an even number of pad sizes, at most 2 per dim, got {tuple(pad)} "
+            f"for a tensor of shape {x.shape}"
+        )
+    if any(p < 0 for p in pad):
+        raise NotImplementedError(f"pad: negative padding (cropping) is not supported: {pad}")
+    pairs = [(int(pad[i]), int(pad[i + 1])) for i in range(0, len(pad), 2)]
+    widths = ((0, 0),) * (x.ndim - len(pairs)) + tuple(reversed(pairs))
+    return Tensor._apply(ops.Pad, x, widths=widths, value=value)
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0, *, axis=None) -> Tensor:
+    """Join tensors along an existing dim (shapes equal elsewhere).   d/dx_k = its slice"""
+    dim = checks.dim_argument("cat", dim, axis, default=0)
+    if isinstance(tensors, Tensor) or not tensors:
+        raise TypeError("cat: expected a non-empty list or tuple of tensors")
+    tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+    first = tensors[0]
+    d = first._dims(dim, "cat") % max(first.ndim, 1)
+    for t in tensors[1:]:
+        if t.ndim != first.ndim or t.shape[:d] + t.shape[d + 1 :] != (
+            first.shape[:d] + first.shape[d + 1 :]
+        ):
+            raise ValueError(
+                f"cat: shapes {[u.shape for u in tensors]} must match except in dim {dim}"
+            )
+    dtype = first.dtype
+    for t in tensors[1:]:
+        dtype = result_dtype(Tensor(np.empty((1,), dtype)), t)
+    return Tensor._apply(ops.Cat, *(t.to(dtype) for t in tensors), axis=d)
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0, *, axis=None) -> Tensor:
+    """Join tensors of one shape along a new dim: `cat` of each unsqueezed at `dim`."""
+    dim = checks.dim_argument("stack", dim, axis, default=0)
+    if isinstance(tensors, Tensor) or not tensors:
+        raise TypeError("stack: expected a non-empty list or tuple of tensors")
+    tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+    if len({t.shape for t in tensors}) != 1:
+        raise ValueError(f"stack: expects tensors of one shape, got {[t.shape for t in tensors]}")
+    return cat([t.unsqueeze(dim) for t in tensors], dim)
+
+
+def _plain(value):
+    """A Tensor operand as its array; anything else as it is."""
+    return value.data if isinstance(value, Tensor) else value
+
+
+def _is_device(name: str) -> bool:
+    return name.split(":")[0] in ("cpu", "cuda", "mps", "xla", "meta")
+
+
+def check_device(device, op: str) -> None:
+    name = str(device)
+    if name.split(":")[0] != "cpu":
+        raise RuntimeError(
+            f"{op}: device {name!r} is not available: tinygrad_mnist runs on the CPU only "
+            "(drop the .to(device) call or use device='cpu')"
+        )
+
+
+def as_dtype(dtype, op: str) -> np.dtype:
+    """A dtype from a NumPy dtype, its name, or PyTorch-style names such as "torch.float32"."""
+    if isinstance(dtype, str):
+        dtype = {
+            "float": "float32",
+            "double": "float64",
+            "long": "int64",
+            "int": "int32",
+            "bool": "bool",
+        }.get(dtype.removeprefix("torch."), dtype.removeprefix("torch."))
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(f"{op}: unknown dtype {dtype!r}; expected e.g. tm.float32") from err
+    if dtype.kind not in _SUPPORTED_KINDS:
+        raise TypeError(f"{op}: unsupported dtype {dtype}; expected a float, integer or bool dtype")
+    return dtype

@@ -114,8 +114,14 @@ class BatchLastConv2d(FastConv2d):
     kernel = "batch-last"
 
     @classmethod
-    def applies(cls, x, weight, bias=None, stride=(1, 1), padding=(0, 0)) -> bool:
-        return weight.shape[1] == 1 and weight.shape[0] < layouts.CHANNEL_MAJOR_BELOW
+    def applies(
+        cls, x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
+    ) -> bool:
+        return (
+            super().applies(x, weight, bias, stride, padding, dilation, groups)
+            and weight.shape[1] == 1
+            and weight.shape[0] < layouts.CHANNEL_MAJOR_BELOW
+        )
 
     def _forward(self, x, weight, bias):
         n, c, h, w, o, kh, kw, oh, ow, sh, sw, ph, pw = self.geometry

@@ -37,9 +37,21 @@ class Geometry(NamedTuple):
 
 
 class FastConv2d(Kernel, ops.Conv2d):
-    """The frame of a fast Conv2d: subclasses fill in `_forward` and `_backward`."""
+    """The frame of a fast Conv2d: subclasses fill in `_forward` and `_backward`.
 
-    def forward(self, x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
+    The fast convolutions do one group without dilation (every conv of the reference CNNs);
+    dilated and grouped convolutions run from the textbook.
+    """
+
+    @classmethod
+    def applies(
+        cls, x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
+    ) -> bool:
+        return tuple(dilation) == (1, 1) and groups == 1
+
+    def forward(
+        self, x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
+    ):
         (sh, sw), (ph, pw) = stride, padding
         o, c, kh, kw = weight.shape
         # channels-last: a window's patch is kh*kw runs of C adjacent numbers, and when x is

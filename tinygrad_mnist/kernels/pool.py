@@ -32,11 +32,15 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
     kernel = "tiled"
 
     @classmethod
-    def applies(cls, x, kernel_size=(2, 2), stride=(2, 2)) -> bool:
-        # winners are uint8 offsets: at most 256 per window
-        return tuple(kernel_size) == tuple(stride) and kernel_size[0] * kernel_size[1] <= 256
+    def applies(cls, x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)) -> bool:
+        # winners are uint8 offsets: at most 256 per window; padded pools run from the textbook
+        return (
+            tuple(kernel_size) == tuple(stride)
+            and kernel_size[0] * kernel_size[1] <= 256
+            and tuple(padding) == (0, 0)
+        )
 
-    def forward(self, x, kernel_size=(2, 2), stride=(2, 2)):
+    def forward(self, x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)):
         kh, kw = kernel_size
         n, c, h, w = x.shape
         oh, ow = h // kh, w // kw

@@ -256,10 +256,13 @@ class WinogradConv2d(FastConv2d):
     exact = False
 
     @classmethod
-    def applies(cls, x, weight, bias=None, stride=(1, 1), padding=(0, 0)) -> bool:
+    def applies(
+        cls, x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
+    ) -> bool:
         _, c, kh, kw = weight.shape
         return (
-            (kh, kw) == (3, 3)
+            super().applies(x, weight, bias, stride, padding, dilation, groups)
+            and (kh, kw) == (3, 3)
             and tuple(stride) == (1, 1)
             and np.result_type(x, weight).kind == "f"
             and c >= MIN_IN_CHANNELS
