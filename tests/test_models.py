@@ -12,22 +12,22 @@ TORCH_REPR = {
     "seed-cnn": """Sequential(
   (0): Conv2d(1, 8, kernel_size=(3, 3), stride=(1, 1))
   (1): ReLU()
-  (2): MaxPool2d(kernel_size=2, stride=2)
+  (2): MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)
   (3): Flatten(start_dim=1, end_dim=-1)
   (4): Linear(in_features=1352, out_features=10, bias=True)
-  (5): LogSoftmax(axis=1)
+  (5): LogSoftmax(dim=1)
 )""",
     "lenet-cnn": """Sequential(
   (0): Conv2d(1, 32, kernel_size=(3, 3), stride=(1, 1))
   (1): ReLU()
   (2): Conv2d(32, 64, kernel_size=(3, 3), stride=(1, 1))
   (3): ReLU()
-  (4): MaxPool2d(kernel_size=2, stride=2)
+  (4): MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)
   (5): Flatten(start_dim=1, end_dim=-1)
   (6): Linear(in_features=9216, out_features=128, bias=True)
   (7): ReLU()
   (8): Linear(in_features=128, out_features=10, bias=True)
-  (9): LogSoftmax(axis=1)
+  (9): LogSoftmax(dim=1)
 )""",
 }
 
@@ -58,7 +58,7 @@ def _batch(n: int, seed: int = 0):
 @pytest.mark.parametrize("name", ["seed-cnn", "lenet-cnn"])
 def test_parameter_count_and_names(name):
     model = models.build_model(name)
-    assert sum(p.size for p in model.parameters()) == PARAMS[name]
+    assert sum(p.data.size for p in model.parameters()) == PARAMS[name]
     assert all(p.dtype == np.float32 for p in model.parameters())
     names = [n for n, _ in model.named_parameters()]
     torch_names = [n for n, _ in _torch_model(name).named_parameters()]
@@ -70,11 +70,8 @@ def test_parameter_count_and_names(name):
 def test_repr_looks_like_pytorch(name):
     text = repr(models.build_model(name))
     assert text == TORCH_REPR[name]
-    # the lines with parameters are character for character PyTorch's
-    torch_lines = repr(_torch_model(name)).splitlines()
-    for ours, theirs in zip(text.splitlines(), torch_lines, strict=True):
-        if "Conv2d" in ours or "Linear" in ours or "ReLU" in ours or "Flatten" in ours:
-            assert ours == theirs
+    # character for character PyTorch's
+    assert text == repr(_torch_model(name))
 
 
 @pytest.mark.parametrize("name, batch", [("seed-cnn", 8), ("lenet-cnn", 3)])
@@ -84,7 +81,7 @@ def test_torch_state_dict_loads_and_matches(name, batch):
     twin = _torch_model(name)
     state = {k: v.detach().numpy().copy() for k, v in twin.state_dict().items()}
     model = models.build_model(name)
-    assert model.load_state_dict(state) is model
+    assert model.load_state_dict(state) == ([], [])
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, state[k])
 

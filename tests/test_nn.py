@@ -189,7 +189,7 @@ def test_default_init_is_pytorchs_uniform(make, fan_in):
         assert p.dtype == np.float32, name
         assert p.requires_grad and p.grad is None, name
         assert np.abs(p.data).max() <= bound, name
-        if p.size >= 1000:
+        if p.data.size >= 1000:
             assert np.abs(p.data).max() > 0.95 * bound, f"{name} does not fill its range"
             assert abs(p.data.mean()) < 0.05 * bound, name
             assert p.data.std() == pytest.approx(bound / math.sqrt(3), rel=0.03), name
@@ -285,7 +285,7 @@ def test_losses_are_stable_at_huge_logits(dtype):
 
 def test_loss_target_errors_are_clear():
     logits = Tensor(_x((3, 4)), requires_grad=True)
-    with pytest.raises(ValueError, match=r"targets.*\(2,\).*\(3, 4\)"):
+    with pytest.raises(ValueError, match=r"target.*\(2,\).*\(3, 4\)"):
         F.cross_entropy(logits, np.array([0, 1]))
     with pytest.raises(ValueError, match=r"\[0, 3\]"):
         F.nll_loss(logits, np.array([0, 1, 4]))
@@ -411,7 +411,7 @@ def test_load_state_dict_copies_and_casts():
     net = Net()
     state = {k: np.random.default_rng(0).standard_normal(v.shape) for k, v in
              net.state_dict().items()}  # float64
-    assert net.load_state_dict(state) is net
+    assert net.load_state_dict(state) == ([], [])
     for name, p in net.named_parameters():
         assert p.dtype == np.float32, name
         np.testing.assert_allclose(p.data, state[name].astype(np.float32))

@@ -237,7 +237,8 @@ def test_state_dict_resumes_bit_for_bit(make):
     _steps(model, opt, 4)
     expected = model.state_dict()
 
-    resumed = _model(np.float32).load_state_dict(weights)
+    resumed = _model(np.float32)
+    resumed.load_state_dict(weights)
     fresh = make(resumed.parameters())
     fresh.lr = 123.0  # overwritten by the loaded group, as in PyTorch
     fresh.load_state_dict(state)

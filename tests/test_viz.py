@@ -339,10 +339,10 @@ def test_shade_by_grad_fills_by_gradient_norm(seed_cnn):
 SEED_LAYERS = [
     "0: Conv2d(1, 8, kernel_size=3)",
     "1: ReLU()",
-    "2: MaxPool2d(kernel_size=2, stride=2)",
+    "2: MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)",
     "3: Flatten()",
     "4: Linear(1352, 10)",
-    "5: LogSoftmax(axis=1)",
+    "5: LogSoftmax(dim=1)",
 ]
 
 
@@ -492,7 +492,7 @@ def test_highlight_in_collapsed_graph(lenet_cnn):
     dot = dot_of(loss, params=model, collapse=True, highlight="6.weight")
     lit = {dot.title(n) for n, a in dot.nodes.items() if a.get("color") == viz.HIGHLIGHT}
     assert lit == {"6.weight", "6: Linear(9216, 128)", "7: ReLU()", "8: Linear(128, 10)",
-                   "9: LogSoftmax(axis=1)", "NLLLoss"}
+                   "9: LogSoftmax(dim=1)", "NLLLoss"}
 
 
 # ---------------------------------------------------------------- size limits and options

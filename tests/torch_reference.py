@@ -23,10 +23,12 @@ def to_torch(module: nn.Module):
     """The torch.nn equivalent of `module` (layers and Sequential), with our weights copied."""
     torch = _torch()
     twin = _build(module)
+    first = next(iter(module.state_dict().values()), None)
+    if first is not None and first.dtype == np.float64:
+        twin = twin.double()  # before loading, so float64 values are not rounded to float32
     state = {k: torch.from_numpy(np.array(v)) for k, v in module.state_dict().items()}
     twin.load_state_dict(state, strict=True)
-    first = next(iter(module.state_dict().values()), None)
-    return twin.double() if first is not None and first.dtype == np.float64 else twin
+    return twin.train(module.training)
 
 
 def _build(module: nn.Module):
@@ -41,22 +43,43 @@ def _build(module: nn.Module):
             module.kernel_size,
             stride=module.stride,
             padding=module.padding,
+            dilation=module.dilation,
+            groups=module.groups,
             bias=module.bias is not None,
         )
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        cls = tnn.BatchNorm1d if isinstance(module, nn.BatchNorm1d) else tnn.BatchNorm2d
+        return cls(module.num_features, eps=module.eps, momentum=module.momentum,
+                   affine=module.affine, track_running_stats=module.track_running_stats)
+    if isinstance(module, nn.ModuleList):
+        return tnn.ModuleList([_build(m) for m in module])
+    simple = {nn.Identity: tnn.Identity, nn.Sigmoid: tnn.Sigmoid, nn.Tanh: tnn.Tanh}
+    if type(module) in simple:
+        return simple[type(module)]()
+    if isinstance(module, nn.LeakyReLU):
+        return tnn.LeakyReLU(module.negative_slope)
+    if isinstance(module, nn.Dropout):
+        return tnn.Dropout(module.p)
+    if isinstance(module, nn.AvgPool2d):
+        return tnn.AvgPool2d(module.kernel_size, module.stride, module.padding,
+                             count_include_pad=module.count_include_pad)
+    if isinstance(module, nn.Embedding):
+        return tnn.Embedding(module.num_embeddings, module.embedding_dim,
+                             padding_idx=module.padding_idx)
     if isinstance(module, nn.Linear):
         return tnn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
     if isinstance(module, nn.ReLU):
         return tnn.ReLU()
     if isinstance(module, nn.MaxPool2d):
-        return tnn.MaxPool2d(module.kernel_size, stride=module.stride)
+        return tnn.MaxPool2d(module.kernel_size, stride=module.stride, padding=module.padding)
     if isinstance(module, nn.Flatten):
         return tnn.Flatten(module.start_dim, module.end_dim)
     if isinstance(module, nn.Reshape):
         return _TorchReshape(module.shape)
     if isinstance(module, nn.Softmax):
-        return tnn.Softmax(dim=module.axis)
+        return tnn.Softmax(dim=module.dim)
     if isinstance(module, nn.LogSoftmax):
-        return tnn.LogSoftmax(dim=module.axis)
+        return tnn.LogSoftmax(dim=module.dim)
     raise TypeError(f"to_torch: no PyTorch equivalent known for {type(module).__name__}")
 
 

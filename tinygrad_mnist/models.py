@@ -18,7 +18,7 @@ def seed_cnn() -> nn.Sequential:
         nn.MaxPool2d(2),
         nn.Flatten(),
         nn.Linear(8 * 13 * 13, 10),
-        nn.LogSoftmax(axis=1),
+        nn.LogSoftmax(dim=1),
     )
 
 
@@ -37,7 +37,7 @@ def lenet_cnn() -> nn.Sequential:
         nn.Linear(64 * 12 * 12, 128),
         nn.ReLU(),
         nn.Linear(128, 10),
-        nn.LogSoftmax(axis=1),
+        nn.LogSoftmax(dim=1),
     )
 
 

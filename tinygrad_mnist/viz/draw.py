@@ -192,7 +192,7 @@ def _leaf_name(tensor: Tensor, names: dict[int, str]) -> str:
         return str(tensor.name)
     if tensor.requires_grad:
         return "leaf"
-    return "constant" if tensor.size == 1 else "input"
+    return "constant" if tensor.data.size == 1 else "input"
 
 
 def _stats(array: np.ndarray) -> str:
@@ -209,7 +209,7 @@ def _tooltip(title: str, tensor: Tensor, kernel: str | None = None) -> str:
     if kernel is not None:
         lines.append(f"computed by the {kernel} kernel, not the textbook {title}")
     lines.append(f"values {_values(tensor.data, 8)}")
-    if tensor.size > SMALL:
+    if tensor.data.size > SMALL:
         lines.append(_stats(tensor.data))
     if tensor.grad is not None:
         lines.append(f"grad {_values(np.asarray(tensor.grad), 8)}")
@@ -254,7 +254,7 @@ def _tensor_node(key: str, tensor: Tensor, names, show_data: bool, show_grad: bo
         title = _leaf_name(tensor, names)
         lines = [title, f"{_shape_text(tensor)} {tensor.dtype}"]
         kind = "param" if tensor.requires_grad else "input"
-    if show_data and tensor.size <= SMALL:
+    if show_data and tensor.data.size <= SMALL:
         lines.append(f"data {_values(tensor.data)}")
     grad = tensor.grad if show_grad else None
     if grad is not None:
