@@ -32,6 +32,45 @@ from .creation import (
     zeros,
     zeros_like,
 )
+from .functions import (
+    abs,
+    allclose,
+    amax,
+    amin,
+    argmax,
+    argmin,
+    chunk,
+    clamp,
+    clip,
+    exp,
+    flatten,
+    log,
+    log_softmax,
+    matmul,
+    max,
+    maximum,
+    mean,
+    min,
+    minimum,
+    mm,
+    numel,
+    permute,
+    pow,
+    relu,
+    reshape,
+    sigmoid,
+    softmax,
+    split,
+    sqrt,
+    square,
+    squeeze,
+    std,
+    sum,
+    tanh,
+    transpose,
+    unsqueeze,
+    var,
+)
 from .gradcheck import GradcheckError, gradcheck
 from .kernels import get_float32_precision, set_float32_precision
 from .seeding import manual_seed
@@ -60,24 +99,6 @@ double = float64
 long = int64
 
 
-def maximum(input: Tensor, other) -> Tensor:
-    """The larger of two tensors, elementwise (as `torch.maximum`)."""
-    return input.maximum(other)
-
-
-def minimum(input: Tensor, other) -> Tensor:
-    """The smaller of two tensors, elementwise (as `torch.minimum`)."""
-    return input.minimum(other)
-
-
-def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-    """Merge dims start_dim..end_dim (as `torch.flatten`; `flatten(x, 1)` keeps the batch)."""
-    return input.flatten(start_dim, end_dim)
-
-
-__version__ = "0.1.0"
-
-
 def __getattr__(name: str):
     # plots pulls in matplotlib (a third of a second): imported on first use, not at start-up
     if name == "plots":
@@ -88,6 +109,40 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "abs",
+    "allclose",
+    "amax",
+    "amin",
+    "argmax",
+    "argmin",
+    "chunk",
+    "clamp",
+    "clip",
+    "exp",
+    "log",
+    "log_softmax",
+    "matmul",
+    "max",
+    "mean",
+    "min",
+    "mm",
+    "numel",
+    "permute",
+    "pow",
+    "relu",
+    "reshape",
+    "sigmoid",
+    "softmax",
+    "split",
+    "sqrt",
+    "square",
+    "squeeze",
+    "std",
+    "sum",
+    "tanh",
+    "transpose",
+    "unsqueeze",
+    "var",
     "ValuesIndices",
     "arange",
     "bool",

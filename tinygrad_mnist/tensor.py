@@ -414,6 +414,10 @@ class Tensor:
         check_device("cuda", "cuda")
         return self
 
+    def contiguous(self) -> Tensor:
+        """This tensor (NumPy handles memory layouts; `x.contiguous().view(...)` just works)."""
+        return self
+
     def clone(self) -> Tensor:
         """A copy of the data that stays in the graph (d/dx = 1)."""
         return Tensor._apply(ops.Cast, self, dtype=self.dtype)
@@ -680,20 +684,46 @@ class Tensor:
             return True
         return not self.requires_grad and isinstance(other, Tensor) and other.requires_grad
 
+    def _become(self, result: Tensor) -> Tensor:
+        """Make this tensor, which needs no grad, the recorded `result` (shape and dtype kept):
+        as in PyTorch, `x.copy_(w)` or `x.add_(w)` with a `w` that requires grad puts x in the
+        graph. No op has recorded x as an input that needs a gradient, so none is misled."""
+        result = result.expand(self.shape).to(self.dtype)
+        self.data, self._op, self._parents = result.data, result._op, result._parents
+        self.requires_grad = result.requires_grad
+        return self
+
+    def _joins_graph(self, other) -> bool:
+        """Whether an in-place op with `other` must put this tensor into the graph."""
+        return (
+            _grad_enabled
+            and not self.requires_grad
+            and isinstance(other, Tensor)
+            and other.requires_grad
+        )
+
     def add_(self, other, *, alpha=1) -> Tensor:
         """self += alpha * other, in place."""
+        if self._joins_graph(other):
+            return self._become(self.detach() + other * alpha)
         return self._in_place("add_", lambda x, y: x + alpha * y, _plain(other))
 
     def sub_(self, other, *, alpha=1) -> Tensor:
         """self -= alpha * other, in place."""
+        if self._joins_graph(other):
+            return self._become(self.detach() - other * alpha)
         return self._in_place("sub_", lambda x, y: x - alpha * y, _plain(other))
 
     def mul_(self, other) -> Tensor:
         """self *= other, in place."""
+        if self._joins_graph(other):
+            return self._become(self.detach() * other)
         return self._in_place("mul_", np.multiply, _plain(other))
 
     def div_(self, other) -> Tensor:
         """self /= other, in place."""
+        if self._joins_graph(other):
+            return self._become(self.detach() / other)
         return self._in_place("div_", np.true_divide, _plain(other))
 
     def zero_(self) -> Tensor:
@@ -706,6 +736,8 @@ class Tensor:
 
     def copy_(self, src) -> Tensor:
         """Copy `src`'s values (broadcast to this shape, cast to this dtype) in place."""
+        if self._joins_graph(src):
+            return self._become(src * 1)
         src = _plain(src)
         return self._in_place(
             "copy_", lambda x, v: np.broadcast_to(np.asarray(v).astype(x.dtype), x.shape), src

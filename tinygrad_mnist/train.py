@@ -456,6 +456,23 @@ def _resume(
     return _Position.from_info(ckpt.info)
 
 
+def _check_log_probabilities(out: np.ndarray) -> None:
+    """fit's default loss, nll_loss, needs log-probabilities: refuse anything else (logits
+    would train towards -inf with no warning)."""
+    if out.ndim != 2 or not np.issubdtype(out.dtype, np.floating):
+        return  # nll_loss itself names a wrong shape or dtype
+    row_sums = np.exp(out.astype(np.float64)).sum(axis=1)
+    if np.all(out <= 1e-4) and np.allclose(row_sums, 1.0, atol=1e-3):
+        return
+    raise ValueError(
+        "fit: the default loss_fn, nn.functional.nll_loss, needs log-probabilities, but the "
+        f"model's outputs on the first batch are not (largest value {out.max():.3g}, rows' "
+        f"exp sums {row_sums.min():.3g} to {row_sums.max():.3g}, expected <= 0 and 1). If the "
+        "model outputs logits, pass loss_fn=nn.functional.cross_entropy, or end the model with "
+        "a LogSoftmax layer"
+    )
+
+
 def fit(
     model: nn.Module,
     optimizer: Optimizer,
@@ -488,8 +505,10 @@ def fit(
     `evaluate`. With `test_subset` = k, intermediate points use a fixed random k examples of the
     test set (cheaper); the last point always uses the whole test set.
 
-    `loss_fn(output, labels)` must return a one-element Tensor; the default expects the model
-    to output log-probabilities. `lr_schedule` ("constant", "cosine" or a function of
+    `loss_fn(output, labels)` must return a one-element Tensor; the default, `nll_loss`,
+    expects the model to output log-probabilities, and fit checks that on the first batch
+    (a ValueError suggests `loss_fn=nn.functional.cross_entropy` for a model that outputs
+    logits). `lr_schedule` ("constant", "cosine" or a function of
     (iteration, total iterations) returning a factor) scales the optimizer's initial learning
     rate before every step; None keeps it constant. `progress` shows a tqdm bar with the loss
     and the running training accuracy. A loss that is NaN or Inf stops the run with
@@ -560,6 +579,8 @@ def fit(
                 optimizer.lr = pos.base_lr * schedule(step - 1, total)
                 optimizer.zero_grad()
                 out = model(Tensor(xb))
+                if step == pos.iteration + 1 and loss_fn is nn.functional.nll_loss:
+                    _check_log_probabilities(out.data)
                 loss = loss_fn(out, yb)
                 value = float(loss.item())
                 if not math.isfinite(value):
