@@ -12,17 +12,28 @@ import math
 import numpy as np
 
 from .. import seeding
+from ..seeding import manual_seed
 from ..tensor import Tensor
 
-_rng = seeding.generator  # the package's one generator: tinygrad_mnist.manual_seed seeds it too
+# the package's one generator (seeding.py), re-seeded in place by `manual_seed`; constructors,
+# initialisation and dropout all draw from it
+_rng = seeding.generator
 
-
-def manual_seed(seed: int) -> None:
-    """Seed the generator used by layer initialisation and dropout, for reproducible runs."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"manual_seed: seed must be an int, got {type(seed).__name__}")
-    # re-seeded in place, so whoever holds the generator sees the new seed
-    _rng.bit_generator.state = np.random.default_rng(int(seed)).bit_generator.state
+__all__ = [
+    "calculate_fan_in_and_fan_out",
+    "calculate_gain",
+    "constant_",
+    "generator",
+    "kaiming_normal_",
+    "kaiming_uniform_",
+    "manual_seed",
+    "normal_",
+    "ones_",
+    "uniform_",
+    "xavier_normal_",
+    "xavier_uniform_",
+    "zeros_",
+]
 
 
 def generator() -> np.random.Generator:
