@@ -47,7 +47,7 @@ def compare(fn, named: dict[str, Tensor], samples: int, eps: float = 1e-6, seed:
 
 def broken_log_softmax(z: Tensor) -> Tensor:
     """log softmax with a bug: the normaliser log(sum(exp z)) is cut out of the graph."""
-    return z - z.exp().sum(axis=1, keepdims=True).detach().log()
+    return z - z.exp().sum(dim=1, keepdim=True).detach().log()
 
 
 def main() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -37,7 +38,13 @@ def assert_svg(path: Path) -> None:
 
 
 def test_every_example_is_tested():
-    tested = {"tensor_expressions.py", "train_mnist.py", "visualize_graph.py", "gradcheck_demo.py"}
+    tested = {
+        "tensor_expressions.py",
+        "train_mnist.py",
+        "visualize_graph.py",
+        "gradcheck_demo.py",
+        "pytorch_mnist.py",
+    }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -93,3 +100,13 @@ def test_gradcheck_demo(tmp_path):
     rows = [line.split() for line in out.splitlines() if line.startswith(("input", "0.", "4."))]
     assert [row[0] for row in rows] == ["input", "0.weight", "0.bias", "4.weight", "4.bias"]
     assert max(float(row[-1]) for row in rows) < 1e-4  # max relative error per tensor
+
+
+def test_pytorch_mnist_runs_pytorchs_loops(tmp_path):
+    """PyTorch's MNIST example with tinygrad_mnist imported as torch: a few quick steps."""
+    out = run_example("pytorch_mnist.py", "--limit", "512", "--log-interval", "2",
+                      "--epochs", "2", cwd=tmp_path)  # fmt: skip
+    losses = [float(line.split("Loss: ")[1]) for line in out.splitlines() if "Loss: " in line]
+    assert len(losses) == 2 * 4 and all(math.isfinite(v) for v in losses), out
+    assert losses[-1] < losses[0], out  # it learns
+    assert out.count("Test set: Average loss:") == 2 and "/1000 (" in out

@@ -362,7 +362,7 @@ class Tensor:
         for arg in args:
             if isinstance(arg, Tensor):
                 dtype = arg.dtype
-            elif isinstance(arg, str) and _is_device(arg):
+            elif isinstance(arg, str) and is_device(arg):
                 device = arg
             else:
                 dtype = arg
@@ -1499,7 +1499,8 @@ def _plain(value):
     return value.data if isinstance(value, Tensor) else value
 
 
-def _is_device(name: str) -> bool:
+def is_device(name: str) -> bool:
+    """Whether `name` names a device ("cpu", "cuda:0", ...) rather than a dtype."""
     return name.split(":")[0] in ("cpu", "cuda", "mps", "xla", "meta")
 
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..files import write_atomically
-from ..tensor import Tensor
+from ..tensor import Tensor, check_device, is_device
 
 
 class Parameter(Tensor):
@@ -287,7 +287,11 @@ class Module(ABC):
 
     def to(self, dtype) -> Module:
         """Cast every parameter and floating-point buffer to `dtype` in place (e.g. float64
-        for gradient checks); integer buffers (`num_batches_tracked`) keep their dtype."""
+        for gradient checks); integer buffers (`num_batches_tracked`) keep their dtype.
+        `to("cpu")` changes nothing (everything lives on the CPU; another device is an error)."""
+        if isinstance(dtype, str) and is_device(dtype):
+            check_device(dtype, "to")
+            return self
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
             raise TypeError(f"to: expected a floating-point dtype, got {dtype}")
