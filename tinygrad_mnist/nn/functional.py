@@ -61,18 +61,9 @@ def conv2d(
 
 
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
-    """Max over kernel windows of (N, C, H, W) input; stride defaults to kernel_size.
-
-    Padding adds -inf borders (at most half the kernel), so a padded cell is never the max.
-    """
-    kernel = pair(kernel_size, "kernel_size", "max_pool2d")
-    stride = kernel if stride is None else pair(stride, "stride", "max_pool2d")
-    padding = pair(padding, "padding", "max_pool2d")
-    if padding != (0, 0):
-        _check_pool_padding("max_pool2d", kernel, padding)
-        _check_4d("max_pool2d", input)
-        input = pad(input, (padding[1], padding[1], padding[0], padding[0]), value=-math.inf)
-    return input.max_pool2d(kernel, stride)
+    """Max over kernel windows of (N, C, H, W) input; stride defaults to kernel_size; padding
+    (at most half the kernel) adds -inf borders, so a padded cell is never the max."""
+    return input.max_pool2d(kernel_size, stride, padding)
 
 
 def avg_pool2d(
@@ -80,10 +71,13 @@ def avg_pool2d(
 ) -> Tensor:
     """Mean over kernel windows of (N, C, H, W) input; stride defaults to kernel_size.
 
-    out[n, c, i, j] = sum_{a, b} x[n, c, i*sh + a, j*sw + b] / (kh * kw), zero padding counted
-    (unless count_include_pad=False).   d/dx: each window's gradient spread evenly over it.
-    Built as the sum of kh*kw strided slices, one per kernel offset.
+    out[n, c, i, j] = sum_{a, b} x[n, c, i*sh + a, j*sw + b] / (kh * kw), the zero padding
+    counted (the textbook op); with count_include_pad=False each window is divided by the
+    number of its cells inside the input instead (composed: the sum of kh*kw strided slices).
+    d/dx: each window's gradient spread evenly over it.
     """
+    if count_include_pad:
+        return input.avg_pool2d(kernel_size, stride, padding)
     kh, kw = kernel = pair(kernel_size, "kernel_size", "avg_pool2d")
     sh, sw = kernel if stride is None else pair(stride, "stride", "avg_pool2d")
     ph, pw = padding = pair(padding, "padding", "avg_pool2d")
@@ -98,19 +92,17 @@ def avg_pool2d(
     if padding != (0, 0):
         input = pad(input, (pw, pw, ph, ph))
     oh, ow = (height - kh) // sh + 1, (width - kw) // sw + 1
-    total = None
-    for a in range(kh):
-        for b in range(kw):
-            part = input[:, :, a : a + sh * (oh - 1) + 1 : sh, b : b + sw * (ow - 1) + 1 : sw]
-            total = part if total is None else total + part
-    if count_include_pad or padding == (0, 0):
-        return total / (kh * kw)
-    inside = np.pad(np.ones((height - 2 * ph, width - 2 * pw)), ((ph, ph), (pw, pw)))
-    count = sum(
-        inside[a : a + sh * (oh - 1) + 1 : sh, b : b + sw * (ow - 1) + 1 : sw]
+    windows = [
+        (slice(a, a + sh * (oh - 1) + 1, sh), slice(b, b + sw * (ow - 1) + 1, sw))
         for a in range(kh)
         for b in range(kw)
-    )
+    ]
+    total = None
+    for rows, cols in windows:
+        part = input[:, :, rows, cols]
+        total = part if total is None else total + part
+    inside = np.pad(np.ones((height - 2 * ph, width - 2 * pw)), ((ph, ph), (pw, pw)))
+    count = sum(inside[rows, cols] for rows, cols in windows)
     return total / Tensor(count.astype(input.dtype))
 
 
@@ -229,12 +221,8 @@ def relu(input: Tensor) -> Tensor:
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
-    """x where x > 0, negative_slope * x elsewhere.   d/dx = 1 where x > 0, else negative_slope
-
-    Computed as x * m with the constant m = 1 where x > 0, else negative_slope.
-    """
-    slope = np.where(input.data > 0, 1.0, negative_slope).astype(input.dtype)
-    return input * Tensor(slope)
+    """x where x > 0, negative_slope * x elsewhere.   d/dx = 1 where x > 0, else negative_slope"""
+    return input.leaky_relu(negative_slope)
 
 
 def sigmoid(input: Tensor) -> Tensor:
