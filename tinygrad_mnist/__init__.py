@@ -98,6 +98,8 @@ float = float32  # noqa: A001 - torch.float
 double = float64
 long = int64
 
+__version__ = "0.1.0"
+
 
 def __getattr__(name: str):
     # plots pulls in matplotlib (a third of a second): imported on first use, not at start-up
