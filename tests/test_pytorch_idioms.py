@@ -274,6 +274,17 @@ idiom("stack-dim1", [(2, 3), (2, 3)], lambda T, F, x, y: T.stack([x, y], dim=1))
 idiom("view_as", [(3, 4), (2, 6)], lambda T, F, x, y: x.view_as(y) + y)
 idiom("reshape_as", [(3, 4), (6, 2)], lambda T, F, x, y: x.reshape_as(y))
 
+idiom("repeat", [(2, 3)], lambda T, F, x: x.repeat(2, 3))
+idiom("repeat-new-dim", [(2, 3)], lambda T, F, x: x.repeat(2, 1, 2))
+idiom("logsumexp", [(3, 4)], lambda T, F, x: x.logsumexp(1))
+idiom("logsumexp-keepdim", [(3, 4)], lambda T, F, x: T.logsumexp(x, dim=0, keepdim=True))
+idiom("norm", [(3, 4)], lambda T, F, x: x.norm())
+idiom("norm-dim", [(3, 4)], lambda T, F, x: x.norm(dim=1))
+idiom("norm-p1", [(3, 4)], lambda T, F, x: x.norm(p=1, dim=0, keepdim=True))
+idiom("masked_fill", [(3, 4)], lambda T, F, x: x.masked_fill(x > 0.5, 0.0))
+idiom("masked_fill_", [(3, 4)], lambda T, F, x: x.detach().clone().masked_fill_(x < 0, -1.0))
+idiom("type_as", [(3,)], lambda T, F, x: T.tensor([1, 2, 3]).type_as(x), grad=False)
+
 # ---------------------------------------------------------------- indexing
 
 idiom("index-int", [(3, 4)], lambda T, F, x: x[0])

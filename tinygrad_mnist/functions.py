@@ -193,6 +193,11 @@ def minimum(input, other) -> Tensor:
     return _t(input).minimum(other)
 
 
+def logsumexp(input, dim, keepdim: bool = False) -> Tensor:
+    """`input.logsumexp(dim, keepdim)`."""
+    return _t(input).logsumexp(dim, keepdim)
+
+
 def numel(input) -> int:
     """`input.numel()`."""
     return _t(input).numel()

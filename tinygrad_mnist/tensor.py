@@ -385,6 +385,10 @@ class Tensor:
             check_device("cuda", "type")
         return self.to(dtype)
 
+    def type_as(self, other: Tensor) -> Tensor:
+        """Converted to other's dtype, as `to(other.dtype)`."""
+        return self.to(other.dtype)
+
     def float(self) -> Tensor:
         """A float32 copy (this tensor itself if it is float32)."""
         return self.to(np.float32)
@@ -897,6 +901,15 @@ class Tensor:
         """The smaller of self and other, elementwise: -maximum(-self, -other)."""
         return -(-self).maximum(-self._lift(other))
 
+    def masked_fill(self, mask, value) -> Tensor:
+        """`value` where `mask` is true, else self (d/dx = 1 where the mask is false)."""
+        return where(mask, self._lift(value).to(self.dtype), self)
+
+    def masked_fill_(self, mask, value) -> Tensor:
+        """Set the elements where `mask` is true to `value`, in place."""
+        mask = np.asarray(_plain(mask))
+        return self._in_place("masked_fill_", lambda x, _: np.where(mask, _plain(value), x))
+
     def where(self, condition, other) -> Tensor:
         """self where condition is true, else other (as `torch.where(condition, self, other)`)."""
         return where(condition, self, other)
@@ -1066,6 +1079,25 @@ class Tensor:
         grid[dim] = np.asarray(index)
         return self[tuple(grid)]
 
+    def logsumexp(self, dim, keepdim: bool = False) -> Tensor:
+        """log(sum(exp(x))) over dim, shifted by the max so that large values do not overflow.
+
+        d/dx = softmax(x) along dim
+        """
+        dim = self._dims(dim, "logsumexp")
+        shift = self.amax(dim, keepdim=True).detach()
+        out = (self - shift).exp().sum(dim, keepdim=True).log() + shift
+        return out if keepdim else out.squeeze(dim)
+
+    def norm(self, p=2, dim=None, keepdim: bool = False) -> Tensor:
+        """The p-norm over dim (None: all elements): p = 2 (sqrt of the sum of squares) or 1
+        (sum of absolute values)."""
+        if p == 2 or p == "fro":
+            return (self * self).sum(dim, keepdim=keepdim).sqrt()
+        if p == 1:
+            return self.abs().sum(dim, keepdim=keepdim)
+        raise NotImplementedError(f"norm: p={p!r} is not supported (only p=2, 'fro' or 1)")
+
     # ------------------------------------------------------------ movement
 
     def reshape(self, *shape) -> Tensor:
@@ -1141,9 +1173,15 @@ class Tensor:
             )
         return Tensor._apply(ops.Transpose, self, axes=tuple(d % self.ndim for d in dims))
 
-    def transpose(self, dim0: int, dim1: int) -> Tensor:
-        """Swap two dims (as PyTorch; for a full reordering use `permute`, for all reversed
-        `.T`)."""
+    def transpose(self, *dims: int) -> Tensor:
+        """Swap two dims, `transpose(dim0, dim1)`, as PyTorch (for a full reordering use
+        `permute`, for all dims reversed `.T`)."""
+        if len(dims) != 2:
+            raise TypeError(
+                f"transpose: takes the two dims to swap, transpose(dim0, dim1), got {dims}; "
+                "to reorder all dims write permute(*dims), to reverse them .T"
+            )
+        dim0, dim1 = dims
         d0, d1 = self._dims(dim0, "transpose"), self._dims(dim1, "transpose")
         order = list(range(self.ndim))
         order[d0], order[d1] = order[d1], order[d0]
@@ -1181,6 +1219,20 @@ class Tensor:
     def expand_as(self, other: Tensor) -> Tensor:
         """`expand(other.shape)`."""
         return self.expand(other.shape)
+
+    def repeat(self, *sizes) -> Tensor:
+        """Tile the tensor `sizes[i]` times along dim i (extra leading sizes add dims), as
+        `torch.Tensor.repeat`: an expand of a new dim before each dim, then a reshape."""
+        sizes = _axes_of(sizes)
+        if len(sizes) < self.ndim or any(r < 0 for r in sizes):
+            raise ValueError(
+                f"repeat: needs at least {self.ndim} non-negative sizes for a tensor of shape "
+                f"{self.shape}, got {sizes}"
+            )
+        shape = (1,) * (len(sizes) - self.ndim) + self.shape
+        spread = self.reshape(tuple(n for d in shape for n in (1, d)))
+        tiled = spread.expand(tuple(n for r, d in zip(sizes, shape, strict=True) for n in (r, d)))
+        return tiled.reshape(tuple(r * d for r, d in zip(sizes, shape, strict=True)))
 
     def split(self, split_size_or_sections, dim: int = 0) -> tuple[Tensor, ...]:
         """Pieces along dim: of `split_size` each (the last may be smaller), or of the listed
