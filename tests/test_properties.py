@@ -277,3 +277,65 @@ def test_dim_ops_match_pytorch(shape_dim, name, seed):
     out.backward(upstream)
     tout.backward(torch.tensor(upstream))
     np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-8, atol=1e-10)
+
+
+@st.composite
+def conv_cases(draw):
+    """conv2d arguments that fit: groups dividing both channel counts, dilated kernels that fit
+    the padded input."""
+    groups = draw(st.integers(1, 3))
+    cin, cout = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 7))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 7))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    x, weight = (draw(st.integers(1, 2)), cin, h, w), (cout, cin // groups, kh, kw)
+    return x, weight, dict(stride=stride, padding=(ph, pw), dilation=(dh, dw), groups=groups)
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=conv_cases(), bias=st.booleans(), seed=st.integers(0, 99))
+def test_conv2d_with_dilation_and_groups_matches_pytorch(case, bias, seed):
+    if torch is None:
+        pytest.skip("needs PyTorch")
+    x_shape, w_shape, kwargs = case
+    rng = np.random.default_rng(seed)
+    arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape)]
+    if bias:
+        arrays.append(rng.standard_normal(w_shape[0]))
+    ours = [Tensor(a, requires_grad=True) for a in arrays]
+    ref = [torch.tensor(a, requires_grad=True) for a in arrays]
+    out = ours[0].conv2d(*ours[1:], **kwargs)
+    tout = torch.nn.functional.conv2d(*ref, **kwargs)
+    np.testing.assert_allclose(out.data, tout.detach().numpy(), rtol=1e-10, atol=1e-10)
+    upstream = rng.standard_normal(out.shape)
+    out.backward(upstream)
+    tout.backward(torch.tensor(upstream))
+    for t, r in zip(ours, ref, strict=True):
+        np.testing.assert_allclose(t.grad, r.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    kind=st.sampled_from(["max", "avg"]),
+    k=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    s=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    size=st.tuples(st.integers(3, 8), st.integers(3, 8)),
+    seed=st.integers(0, 99),
+    data=st.data(),
+)
+def test_padded_pooling_matches_pytorch(kind, k, s, size, seed, data):
+    if torch is None:
+        pytest.skip("needs PyTorch")
+    padding = (data.draw(st.integers(0, k[0] // 2)), data.draw(st.integers(0, k[1] // 2)))
+    x = np.random.default_rng(seed).standard_normal((2, 2, *size))
+    t, tt = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    out = getattr(t, f"{kind}_pool2d")(k, s, padding)
+    tout = getattr(torch.nn.functional, f"{kind}_pool2d")(tt, k, s, padding)
+    np.testing.assert_allclose(out.data, tout.detach().numpy(), rtol=1e-12, atol=1e-12)
+    upstream = np.random.default_rng(seed + 1).standard_normal(out.shape)
+    out.backward(upstream)
+    tout.backward(torch.tensor(upstream))
+    np.testing.assert_allclose(t.grad, tt.grad.numpy(), rtol=1e-12, atol=1e-12)
