@@ -696,3 +696,19 @@ def test_buffer_assignment_keeps_it_a_buffer():
     np.testing.assert_array_equal(bn.state_dict()["running_mean"], [1.0, 2.0])
     with pytest.raises(TypeError, match="register_buffer"):
         bn.register_buffer("other", [1, 2])
+
+
+def test_graph_drawer_shows_batchnorm_buffers_as_buffers():
+    from tinygrad_mnist import viz
+    from tinygrad_mnist.viz.draw import BUFFER_FILL
+
+    nn.init.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU()).eval()
+    out = model(Tensor(np.ones((1, 1, 5, 5), np.float32)))
+    source = viz.draw_graph(out.sum(), params=model).source
+    for name in ("running_mean", "1/sqrt(running_var + eps)"):
+        assert name in source
+        line = next(line for line in source.splitlines() if name in line)
+        assert "(buffer)" in line and BUFFER_FILL in line and "dashed" in line
+    weight_line = next(line for line in source.splitlines() if "1.weight" in line)
+    assert "(buffer)" not in weight_line

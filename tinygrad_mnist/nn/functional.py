@@ -305,7 +305,7 @@ def batch_norm(
             )
         mean = input.mean(axes, True)
         centred = input - mean
-        var = (centred * centred).mean(axes, True)
+        var = centred.square().mean(axes, True)
         if running_mean is not None:
             running_mean.data = (
                 (1 - momentum) * running_mean.data + momentum * mean.data.reshape(channels)
@@ -315,21 +315,24 @@ def batch_norm(
             running_var.data = ((1 - momentum) * running_var.data + momentum * unbiased).astype(
                 running_var.dtype
             )
-        out = centred / (var + eps).sqrt()
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError(
-                "batch_norm: running_mean and running_var are needed when not training"
-            )
-        scale = 1.0 / np.sqrt(running_var.data + eps)
-        out = (input - running_mean.data.reshape(shape).astype(input.dtype)) * Tensor(
-            scale.reshape(shape).astype(input.dtype)
-        )
-    if weight is not None:
-        out = out * weight.reshape(shape)
-    if bias is not None:
-        out = out + bias.reshape(shape)
-    return out
+        # the per-channel factor is computed on the small (1, C, 1, 1) tensors, so the full
+        # activations see one multiply (and one add) rather than a divide, a multiply and an add
+        scale = (var + eps).sqrt() ** -1
+        if weight is not None:
+            scale = scale * weight.reshape(shape)
+        out = centred * scale
+        return out + bias.reshape(shape) if bias is not None else out
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_norm: running_mean and running_var are needed when not training")
+    # y = x * scale - running_mean * scale + bias with scale = weight / sqrt(running_var + eps),
+    # the per-channel factors computed on the small tensors
+    mean = running_mean.reshape(shape)
+    inverse_std = ((running_var + eps).sqrt() ** -1).reshape(shape)
+    # named after the buffers they come from, so the graph drawer can label them
+    mean.name, inverse_std.name = "running_mean", "1/sqrt(running_var + eps)"
+    scale = inverse_std * weight.reshape(shape) if weight is not None else inverse_std
+    out = input * scale - mean * scale
+    return out + bias.reshape(shape) if bias is not None else out
 
 
 # ---------------------------------------------------------------- losses

@@ -23,6 +23,7 @@ from .graph import (
     Graph,
     ModuleCall,
     boxed_calls,
+    buffer_names,
     collapsed_calls,
     drawn_edges,
     drawn_nodes,
@@ -46,6 +47,7 @@ RANKDIRS = ("TB", "LR", "BT", "RL")
 # colours: one per kind of node, plus the states that must stand out
 OP_FILL = "#eef0f3"
 PARAM_FILL = "#d6e9ff"
+BUFFER_FILL = "#dff3e4"  # a module's buffer (BatchNorm's running statistics): state, not trained
 INPUT_FILL = "#fff4c2"
 MODULE_FILL = "#e8e0ff"
 ROOT_FILL = "#ffcf99"
@@ -184,6 +186,23 @@ def _is_nonfinite(array: np.ndarray | None) -> bool:
     return array is not None and array.dtype.kind == "f" and not bool(np.isfinite(array).all())
 
 
+class _LeafNames(dict):
+    """id(tensor) -> name of the parameters and buffers; `.buffers` those that are buffers."""
+
+    buffers: dict[int, str] = {}
+
+
+def _is_buffer(tensor: Tensor, buffers: dict[int, str]) -> bool:
+    """A module's buffer, or a constant a layer computed from one and named after it (BatchNorm
+    in eval mode: `running_mean`, `1/sqrt(running_var + eps)`)."""
+    if id(tensor) in buffers:
+        return True
+    if tensor.requires_grad or not tensor.name:
+        return False
+    local = {name.rsplit(".", 1)[-1] for name in buffers.values()}
+    return any(name in str(tensor.name) for name in local)
+
+
 def _leaf_name(tensor: Tensor, names: dict[int, str]) -> str:
     """The parameter name, else the user's name, else what kind of leaf it is."""
     if id(tensor) in names:
@@ -225,7 +244,7 @@ class _Node:
 
     key: str
     lines: list[str]
-    kind: str  # "op", "param", "input" or "module"
+    kind: str  # "op", "param", "buffer", "input" or "module"
     tooltip: str
     grad_norm: float | None = None
     nonfinite: bool = False
@@ -254,6 +273,9 @@ def _tensor_node(key: str, tensor: Tensor, names, show_data: bool, show_grad: bo
         title = _leaf_name(tensor, names)
         lines = [title, f"{_shape_text(tensor)} {tensor.dtype}"]
         kind = "param" if tensor.requires_grad else "input"
+        if _is_buffer(tensor, names.buffers):
+            lines[1] += " (buffer)"
+            kind = "buffer"
     if show_data and tensor.data.size <= SMALL:
         lines.append(f"data {_values(tensor.data)}")
     grad = tensor.grad if show_grad else None
@@ -290,8 +312,11 @@ def _module_node(key: str, call: ModuleCall, output: Tensor, show_grad: bool) ->
 
 
 def _kind_style(kind: str) -> dict[str, str]:
-    fills = {"op": OP_FILL, "param": PARAM_FILL, "input": INPUT_FILL, "module": MODULE_FILL}
-    style = "filled" if kind in ("param", "input") else "rounded,filled"
+    fills = {"op": OP_FILL, "param": PARAM_FILL, "buffer": BUFFER_FILL, "input": INPUT_FILL,
+             "module": MODULE_FILL}
+    style = {"param": "filled", "input": "filled", "buffer": "filled,dashed"}.get(
+        kind, "rounded,filled"
+    )
     return {"shape": "box", "style": style, "fillcolor": fills[kind], "color": BORDER}
 
 
@@ -418,7 +443,9 @@ def draw_graph(
             else f"the graph has more than {limit} tensors (20 x max_nodes={max_nodes} when "
             "collapsing)"
         )
-    names, modules = parameter_names(params), module_names(params)
+    names, modules = _LeafNames(parameter_names(params)), module_names(params)
+    names.buffers = buffer_names(params)
+    names.update(names.buffers)
     calls = module_calls(graph, modules) if cluster_modules or collapse else []
     collapsed = collapsed_calls(calls, collapse, modules)
     keys = node_keys(graph, collapsed)

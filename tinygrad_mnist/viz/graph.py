@@ -94,6 +94,13 @@ def parameter_names(params: Module | Mapping[str, Tensor] | None) -> dict[int, s
     )
 
 
+def buffer_names(params) -> dict[int, str]:
+    """id(tensor) -> name of a Module's buffers (`1.running_mean`): state, not parameters."""
+    if not isinstance(params, Module):
+        return {}
+    return {id(t): name for name, t in params.named_buffers()}
+
+
 def named_tensors(params) -> Iterable[tuple[str, Tensor]]:
     """(name, tensor) pairs of a Module's parameters or of a dict; nothing for anything else."""
     if isinstance(params, Module):
