@@ -120,7 +120,7 @@ def test_our_weights_give_torchs_outputs_too():
 def test_build_model_fresh_each_time_and_unknown_name():
     a, b = models.build_model("seed-cnn"), models.build_model("seed-cnn")
     assert a is not b and a[0].weight is not b[0].weight
-    assert set(models.MODELS) == {"seed-cnn", "lenet-cnn"}
+    assert set(models.MODELS) == {"seed-cnn", "lenet-cnn", "bn-cnn"}
     with pytest.raises(ValueError, match=r"'resnet'.*seed-cnn.*lenet-cnn"):
         models.build_model("resnet")
 

@@ -1,4 +1,4 @@
-"""The named reference networks: `seed-cnn` and `lenet-cnn`."""
+"""The named reference networks: `seed-cnn`, `lenet-cnn` and `bn-cnn`."""
 
 from __future__ import annotations
 
@@ -41,14 +41,44 @@ def lenet_cnn() -> nn.Sequential:
     )
 
 
+def bn_cnn() -> nn.Sequential:
+    """Three 3x3-or-5x5 convs with batch normalisation, two pools, a dense 128 with batch
+    normalisation and dropout: the network of the `best` recipe (99.5% on MNIST).
+
+    (N, 1, 28, 28) -> log-probabilities (N, 10); 459,370 parameters. Convolutions and the
+    hidden dense layer have no bias: the BatchNorm after each adds its own.
+    """
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 5, padding=2, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, padding=1, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 128, bias=False),
+        nn.BatchNorm1d(128),
+        nn.ReLU(),
+        nn.Dropout(0.25),
+        nn.Linear(128, 10),
+        nn.LogSoftmax(dim=1),
+    )
+
+
 MODELS: dict[str, Callable[[], nn.Sequential]] = {
     "seed-cnn": seed_cnn,
     "lenet-cnn": lenet_cnn,
+    "bn-cnn": bn_cnn,
 }
 
 
 def build_model(name: str) -> nn.Sequential:
-    """A freshly initialised model by its name (`seed-cnn` or `lenet-cnn`)."""
+    """A freshly initialised model by its name (`seed-cnn`, `lenet-cnn` or `bn-cnn`)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
     return MODELS[name]()

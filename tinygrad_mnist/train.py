@@ -38,6 +38,7 @@ from .data import batches
 from .files import write_atomically
 from .kernels.allocator import tune_allocator
 from .optim import Optimizer
+from .optim.lr_scheduler import LRScheduler
 from .tensor import Tensor, no_grad
 
 __all__ = [
@@ -432,7 +433,11 @@ class _Position:
 
 
 def _resume(
-    path: str | os.PathLike, model: nn.Module, optimizer: Optimizer, run: dict
+    path: str | os.PathLike,
+    model: nn.Module,
+    optimizer: Optimizer,
+    run: dict,
+    scheduler: LRScheduler | None = None,
 ) -> _Position:
     """Load the checkpoint at `path` into model and optimizer; its position in the run."""
     ckpt: Checkpoint = load_checkpoint(path)
@@ -449,6 +454,8 @@ def _resume(
     try:
         model.load_state_dict(ckpt.model)
         optimizer.load_state_dict(ckpt.optimizer)
+        if scheduler is not None:
+            scheduler.load_state_dict(ckpt.info["scheduler"])
     except (KeyError, ValueError) as err:
         message = err.args[0] if err.args else str(err)
         raise ValueError(f"fit: cannot resume from {path}: {message}") from None
@@ -490,6 +497,8 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: str | os.PathLike | None = None,
+    scheduler: LRScheduler | None = None,
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
 ) -> History:
     """Train `model` with `optimizer` on `train` = (x, y) and return the History of the run.
 
@@ -513,6 +522,10 @@ def fit(
     rate before every step; None keeps it constant. `progress` shows a tqdm bar with the loss
     and the running training accuracy. A loss that is NaN or Inf stops the run with
     `TrainingDiverged` (naming the step and the last finite loss), before that step's update.
+    `scheduler` (an `optim.lr_scheduler` scheduler, e.g. OneCycleLR; then lr_schedule must be
+    None) is stepped after every optimizer step and saved in checkpoints. `augment(x, rng)`
+    returns a changed copy of each training batch (e.g. `augment.random_shifts`); its rng is
+    seeded by (seed, iteration), so runs stay reproducible and resumable.
 
     Checkpoints: with `checkpoint` (a file path), the whole run (model, optimizer state, the
     schedule's base learning rate, the nn.init random state, history and position) is saved
@@ -541,6 +554,8 @@ def fit(
     eval_every = _positive_int(eval_every, "eval_every")
     if checkpoint_every is not None:
         checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every")
+    if scheduler is not None and lr_schedule is not None:
+        raise ValueError("fit: give lr_schedule or scheduler, not both")
     schedule = _schedule(lr_schedule)
     subset = None
     if test_pair is not None and test_subset is not None:
@@ -556,12 +571,14 @@ def fit(
         "eval_every": eval_every,
         "test_subset": test_subset,
         "schedule": getattr(schedule, "__qualname__", repr(schedule)),
+        "scheduler": None if scheduler is None else type(scheduler).__name__,
+        "augment": None if augment is None else getattr(augment, "__qualname__", repr(augment)),
         "optimizer": type(optimizer).__name__,
         "train": _fingerprint(x, y),
         "test": None if test_pair is None else _fingerprint(*test_pair),
     }
     if resume is not None:
-        pos = _resume(resume, model, optimizer, run)
+        pos = _resume(resume, model, optimizer, run, scheduler)
     else:
         pos = _Position(base_lr=optimizer.lr)
     history = pos.history
@@ -574,12 +591,17 @@ def fit(
     stream = _batch_stream(x, y, batch_size, seed, start=pos.iteration)
     with stop_requests(active=checkpoint is not None) as stop:
         try:
-            for step in range(pos.iteration + 1, total + 1):
+            first_step = pos.iteration + 1
+            for step in range(first_step, total + 1):
                 _, xb, yb = next(stream)
-                optimizer.lr = pos.base_lr * schedule(step - 1, total)
+                if augment is not None:
+                    xb = augment(xb, np.random.default_rng([seed, step]))
+                if scheduler is None:
+                    optimizer.lr = pos.base_lr * schedule(step - 1, total)
+                lr = optimizer.lr  # this step's (a scheduler sets the next one after it)
                 optimizer.zero_grad()
                 out = model(Tensor(xb))
-                if step == pos.iteration + 1 and loss_fn is nn.functional.nll_loss:
+                if step == first_step and loss_fn is nn.functional.nll_loss:
                     _check_log_probabilities(out.data)
                 loss = loss_fn(out, yb)
                 value = float(loss.item())
@@ -587,6 +609,8 @@ def fit(
                     raise TrainingDiverged(step, value, pos.last_loss)
                 loss.backward()
                 optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
 
                 n = len(yb)
                 pos.last_loss = value
@@ -615,7 +639,7 @@ def fit(
                         train_error=pos.errors / pos.seen,
                         test_error=test_error,
                         test_accuracy=None if test_error is None else 1.0 - test_error,
-                        lr=optimizer.lr,
+                        lr=lr,
                         seconds=pos.seconds + time.perf_counter() - start,
                     )
                     if test_error is not None and progress:
@@ -632,6 +656,8 @@ def fit(
                 )
                 if due or step == total or stop.signum is not None:
                     info = pos.to_info(run, pos.seconds + now - start)
+                    if scheduler is not None:
+                        info["scheduler"] = scheduler.state_dict()
                     save_checkpoint(checkpoint, model, optimizer, info)
                     last_save = time.perf_counter()
                 if stop.signum is not None:
