@@ -50,12 +50,13 @@ def test_accuracy_benchmark_runs():
     pytest.importorskip("torch")
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy_vs_torch.py"
     proc = subprocess.run(
-        [sys.executable, str(script), "--data", "sample", "--models", "seed-cnn",
+        [sys.executable, str(script), "--data", "sample", "--models", "seed-cnn", "--best",
          "--iterations", "3", "--cli-args", "--model seed-cnn --iterations 3 --limit-per-digit 20"],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
-    assert len(rows) == 3  # header, seed-cnn, CLI
+    assert len(rows) == 4  # header, seed-cnn, the best recipe, CLI
+    assert rows[2].startswith("| bn-cnn (`--recipe best`) | 3 steps")
     ours, torch_ = (float(rows[1].split(" | ")[i].rstrip("%")) for i in (2, 4))
     assert abs(ours - torch_) <= 0.2  # same init, batches and updates: (almost) same predictions
