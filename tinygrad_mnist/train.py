@@ -466,8 +466,8 @@ def _resume(
 def _check_log_probabilities(out: np.ndarray) -> None:
     """fit's default loss, nll_loss, needs log-probabilities: refuse anything else (logits
     would train towards -inf with no warning)."""
-    if out.ndim != 2 or not np.issubdtype(out.dtype, np.floating):
-        return  # nll_loss itself names a wrong shape or dtype
+    if out.ndim != 2 or not np.issubdtype(out.dtype, np.floating) or not np.isfinite(out).all():
+        return  # nll_loss names a wrong shape or dtype; a NaN loss stops with TrainingDiverged
     row_sums = np.exp(out.astype(np.float64)).sum(axis=1)
     if np.all(out <= 1e-4) and np.allclose(row_sums, 1.0, atol=1e-3):
         return
