@@ -95,6 +95,26 @@ idiom(
 )
 idiom("from_numpy", [], lambda T, F: T.from_numpy(np.arange(3.0)), grad=False)
 
+idiom(
+    "device-pattern",
+    [(3,)],
+    lambda T, F, x: x.to(T.device("cuda" if T.cuda.is_available() else "cpu")) * 2,
+)
+idiom(
+    "normal_-init",
+    [],
+    lambda T, F: (lambda w: (tuple(w.shape), str(w.dtype)[-7:], abs(w.mean().item()) < 0.1))(
+        T.empty(50, 40).normal_(0, 0.01)
+    ),
+    grad=False,
+)
+idiom(
+    "uniform_-range",
+    [],
+    lambda T, F: (lambda w: ((w >= -1) & (w < 1)).all().item())(T.zeros(30).uniform_(-1, 1)),
+    grad=False,
+)
+
 # ---------------------------------------------------------------- attributes
 
 idiom("shape", [(2, 3)], lambda T, F, x: tuple(x.shape), grad=False)
@@ -385,6 +405,11 @@ def inside_no_grad(T, F, x):
     return y.requires_grad, y
 
 
+def inside_inference_mode(T, x):
+    with T.inference_mode():
+        return (x * 2).requires_grad
+
+
 idiom("sgd-by-hand", [(5, 3), (3, 2)], sgd_by_hand, grad=False)
 idiom("in-place-updates", [(3, 4)], in_place_updates, grad=False)
 idiom("zero_-fill_-copy_", [(3,)], lambda T, F, x: x.detach().clone().zero_().fill_(2).add_(1))
@@ -398,6 +423,7 @@ idiom("backward-grad-tensor", [(3,)], backward_with_grad, grad=False)
 idiom("no_grad-decorator", [(3,)], decorated_no_grad, grad=False)
 idiom("set_grad_enabled", [(3,)], grad_enabled_off, grad=False)
 idiom("no_grad-block", [(3,)], inside_no_grad, grad=False)
+idiom("inference_mode", [(3,)], lambda T, F, x: inside_inference_mode(T, x), grad=False)
 idiom("detach", [(3,)], lambda T, F, x: x.detach() * x)
 idiom("requires_grad_", [(3,)], lambda T, F, x: x.detach().requires_grad_().requires_grad)
 idiom("backward-non-scalar-raises", [(3,)], lambda T, F, x: raises(lambda: (x * 2).backward()))

@@ -32,6 +32,7 @@ from .creation import (
     zeros,
     zeros_like,
 )
+from .devices import cuda, device
 from .functions import (
     abs,
     allclose,
@@ -99,6 +100,8 @@ float = float32  # noqa: A001 - torch.float
 double = float64
 long = int64
 
+inference_mode = no_grad  # torch.inference_mode: record no graph
+
 __version__ = "0.1.0"
 
 
@@ -112,6 +115,9 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "cuda",
+    "device",
+    "inference_mode",
     "abs",
     "allclose",
     "amax",

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import checks, kernels, ops
+from . import checks, kernels, ops, seeding
 
 _grad_enabled = True
 
@@ -729,6 +729,16 @@ class Tensor:
         if self._joins_graph(other):
             return self._become(self.detach() / other)
         return self._in_place("div_", np.true_divide, _plain(other))
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+        """Fill with normal samples (from the generator `manual_seed` seeds), in place."""
+        draw = seeding.generator.normal
+        return self._in_place("normal_", lambda x, _: draw(mean, std, size=x.shape))
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0) -> Tensor:
+        """Fill with samples uniform in [a, b) (from the generator `manual_seed` seeds)."""
+        draw = seeding.generator.uniform
+        return self._in_place("uniform_", lambda x, _: draw(a, b, size=x.shape))
 
     def zero_(self) -> Tensor:
         """Set every element to 0, in place."""
