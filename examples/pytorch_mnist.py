@@ -3,7 +3,8 @@
 The network (`Net`) and the `train` and `test` loops are PyTorch's, line for line; only the
 imports differ: `tinygrad_mnist` takes the place of `torch`. What differs is in `main`, because
 tinygrad_mnist has no torchvision and no DataLoader (a small `Loader` over the bundled sample or
-full MNIST stands in), no GPU (the device is "cpu") and no Adadelta (Adam instead).
+full MNIST stands in) and no Adadelta (Adam instead); `torch.device` and `torch.cuda` exist
+and say "cpu".
 
     python examples/pytorch_mnist.py [--data sample|DIR] [--epochs N] [--dry-run] [--limit N]
 """
@@ -120,7 +121,7 @@ def main():
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
-    device = "cpu"
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     mnist = mnist_data.load_sample() if args.data == "sample" else mnist_data.load_mnist(args.data)
     n = args.limit or len(mnist.train_labels)
     train_loader = Loader(mnist.train_images[:n], mnist.train_labels[:n], args.batch_size, True)
