@@ -72,6 +72,15 @@ BINARY = {
     "sub": (lambda a, b: a - b, np.subtract, _ones, lambda a, b: -_ones(a, b)),
     "mul": (lambda a, b: a * b, np.multiply, lambda a, b: b * _ones(a, b), lambda a, b: a + 0 * b),
     "div": (lambda a, b: a / b, np.divide, lambda a, b: _ones(a, b) / b, lambda a, b: -a / (b * b)),
+    "maximum": (lambda a, b: a.maximum(b), np.maximum, lambda a, b: (a > b) + 0.5 * (a == b),
+                lambda a, b: (b > a) + 0.5 * (a == b)),
+    "minimum": (lambda a, b: a.minimum(b), np.minimum, lambda a, b: (a < b) + 0.5 * (a == b),
+                lambda a, b: (b < a) + 0.5 * (a == b)),
+    "where": (lambda a, b: a.where(a > 0, b), lambda a, b: np.where(a > 0, a, b),
+              lambda a, b: (a > 0) + 0 * b, lambda a, b: (a <= 0) + 0 * b),
+    "pow": (lambda a, b: a.abs() ** b, lambda a, b: np.abs(a) ** b,
+            lambda a, b: b * np.abs(a) ** (b - 1) * np.sign(a),
+            lambda a, b: np.abs(a) ** b * np.log(np.abs(a))),
 }  # fmt: skip
 
 
