@@ -410,6 +410,22 @@ def inside_inference_mode(T, x):
         return (x * 2).requires_grad
 
 
+def fill_rows(T, F, w, b):
+    out = T.zeros(3, 4, dtype=w.dtype)
+    out[0] = w[1] * 2
+    out[2] = (w * b).sum(0)
+    out[:, 1] = w[0, 0] * 3
+    return out
+
+
+def fill_by_mask(T, F, x, y):
+    out = x * 1
+    out[y > 0] = 0.0
+    return out
+
+
+idiom("setitem-rows-from-grad-values", [(2, 4), (2, 4)], fill_rows)
+idiom("setitem-mask-on-a-result", [(3, 4), (3, 4)], fill_by_mask)
 idiom("sgd-by-hand", [(5, 3), (3, 2)], sgd_by_hand, grad=False)
 idiom("in-place-updates", [(3, 4)], in_place_updates, grad=False)
 idiom("zero_-fill_-copy_", [(3,)], lambda T, F, x: x.detach().clone().zero_().fill_(2).add_(1))

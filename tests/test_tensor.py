@@ -855,3 +855,15 @@ def test_grad_mode_switches():
     with tm.set_grad_enabled(False):
         assert not (w * 2).requires_grad
     assert (w * 2).requires_grad
+
+
+def test_writing_into_a_tensor_already_used_in_the_graph_is_refused():
+    """Its gradient would flow into the new values: PyTorch's version counters refuse it too."""
+    w = Tensor([1.0, 2.0], requires_grad=True)
+    out = Tensor(np.zeros((3, 2), np.float32))
+    out[0] = w  # a plain tensor joins the graph
+    h = out.sum() * 2
+    with pytest.raises(RuntimeError, match="already used in the graph"):
+        out[1] = h
+    with pytest.raises(RuntimeError, match="a leaf Variable|already used"):
+        w[0] = h

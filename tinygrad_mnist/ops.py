@@ -492,6 +492,28 @@ class GetItem(Op):
         return (full,)
 
 
+class SetItem(Op):
+    """A copy of x with x[index] = value (value broadcast to the indexed part).
+
+    d/dx = the gradient, 0 where value was written;  d/dvalue = the gradient at index
+    """
+
+    def forward(self, x, value, index):
+        self.index, self.value_shape = index, value.shape
+        out = x.copy()
+        out[index] = value
+        return out
+
+    def backward(self, grad):
+        grad_x = grad_value = None
+        if self.needs_input_grad[0]:
+            grad_x = grad.copy()
+            grad_x[self.index] = 0
+        if self.needs_input_grad[1]:
+            grad_value = unbroadcast(np.asarray(grad[self.index]), self.value_shape)
+        return grad_x, grad_value
+
+
 # ---------------------------------------------------------------- processing
 
 

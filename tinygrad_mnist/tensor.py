@@ -184,6 +184,7 @@ class Tensor:
         self._op: ops.Op | None = None
         self._parents: tuple[Tensor, ...] = ()
         self._retains_grad = False
+        self._consumed = False  # whether a recorded op took this tensor as an input
 
     # ------------------------------------------------------------ graph building
 
@@ -201,9 +202,12 @@ class Tensor:
         out.grad = None
         out.name = None
         out._retains_grad = False
+        out._consumed = False
         out.requires_grad = _grad_enabled and any(needs)
         if out.requires_grad:
             out._op, out._parents = op, inputs
+            for t in inputs:
+                t._consumed = True
         else:
             out._op, out._parents = None, ()
         return out
@@ -762,13 +766,29 @@ class Tensor:
         return self._in_place("clamp_", lambda x, _: np.clip(x, min, max).astype(x.dtype))
 
     def __setitem__(self, index, value) -> None:
-        """`x[index] = value`, in place, with the same rules as the other in-place ops."""
-        if _grad_enabled and isinstance(value, Tensor) and value.requires_grad:
-            raise RuntimeError(
-                "__setitem__: assigning a tensor that requires grad is not recorded here; "
-                "build the result out of place (e.g. with torch-style where() or cat())"
-            )
-        index, value = _plain_index(index), _plain(value)
+        """`x[index] = value`, in place, with the same rules as the other in-place ops. A value
+        that requires grad puts a plain x into the graph (`out = zeros(n, d); out[i] = f(w)`)."""
+        index = _plain_index(index)
+        value_needs_grad = isinstance(value, Tensor) and value.requires_grad
+        if _grad_enabled and (self.requires_grad or value_needs_grad):
+            # safe unless an op already recorded this tensor as an input: its gradient would
+            # then flow into the new values (PyTorch's version counters refuse that too)
+            if self.requires_grad and self.is_leaf:
+                return self._in_place("__setitem__", None)  # PyTorch's leaf error
+            if self.requires_grad and self._consumed:
+                raise RuntimeError(
+                    "__setitem__: this tensor requires grad and is already used in the graph; "
+                    "writing into it is not recorded here: build the result out of place "
+                    "(e.g. with where(), cat() or stack())"
+                )
+            before = self.detach()
+            if self.requires_grad:  # a recorded node no op used yet: keep it as the input
+                before = Tensor.__new__(Tensor)
+                before.__dict__.update(self.__dict__)
+            value = self._lift(value).to(self.dtype)
+            self._become(Tensor._apply(ops.SetItem, before, value, index=index))
+            return
+        value = _plain(value)
 
         def assign(x, _):
             out = x.copy()
