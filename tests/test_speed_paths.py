@@ -181,7 +181,8 @@ def test_training_step_stays_float32(name, monkeypatch):
     assert seen and {dtype for _, dtype in seen} == {np.dtype(np.float32)}, seen
     for p in model.parameters():
         assert p.dtype == np.float32 and p.grad.dtype == np.float32
-    assert all(m.dtype == np.float32 for m in optimizer.m + optimizer.v)
+    moments = [s[k] for s in optimizer.state.values() for k in ("exp_avg", "exp_avg_sq")]
+    assert moments and all(m.dtype == np.float32 for m in moments)
 
 
 
