@@ -96,6 +96,8 @@ def is_grad_enabled() -> bool:
 
 def result_dtype(a: Tensor, b: Tensor) -> np.dtype:
     """The dtype of an elementwise op on a and b, by PyTorch's promotion rules."""
+    if a.dtype == b.dtype:
+        return a.dtype
     ca, cb = _CATEGORY[a.dtype.kind], _CATEGORY[b.dtype.kind]
     if ca != cb:
         return a.dtype if ca > cb else b.dtype
@@ -618,7 +620,9 @@ class Tensor:
         if dtype.kind != "f" and op_class in (ops.Div, ops.Power):
             if op_class is ops.Div or (b.data < 0).any():
                 dtype = np.dtype(np.float32)  # true division of integers, as PyTorch
-        return Tensor._apply(op_class, a.to(dtype), b.to(dtype))
+        a = a if a.dtype == dtype else a.to(dtype)
+        b = b if b.dtype == dtype else b.to(dtype)
+        return Tensor._apply(op_class, a, b)
 
     # ------------------------------------------------------------ in place
 
