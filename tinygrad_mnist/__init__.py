@@ -34,7 +34,7 @@ from .creation import (
 )
 from .devices import cuda, device
 from .functions import (
-    abs,
+    abs,  # noqa: F401 - tm.abs, kept out of __all__
     allclose,
     amax,
     amin,
@@ -49,15 +49,15 @@ from .functions import (
     log_softmax,
     logsumexp,
     matmul,
-    max,
+    max,  # noqa: F401 - tm.max, kept out of __all__
     maximum,
     mean,
-    min,
+    min,  # noqa: F401 - tm.min, kept out of __all__
     minimum,
     mm,
     numel,
     permute,
-    pow,
+    pow,  # noqa: F401 - tm.pow, kept out of __all__
     relu,
     reshape,
     sigmoid,
@@ -67,7 +67,7 @@ from .functions import (
     square,
     squeeze,
     std,
-    sum,
+    sum,  # noqa: F401 - tm.sum, kept out of __all__
     tanh,
     transpose,
     unsqueeze,
@@ -114,11 +114,12 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# names that would shadow Python builtins (abs, bool, float, max, min, pow, sum) are left out
+# of __all__, so `from tinygrad_mnist import *` cannot break `sum(...)`: write tm.sum
 __all__ = [
     "cuda",
     "device",
     "inference_mode",
-    "abs",
     "allclose",
     "amax",
     "amin",
@@ -132,13 +133,10 @@ __all__ = [
     "log_softmax",
     "logsumexp",
     "matmul",
-    "max",
     "mean",
-    "min",
     "mm",
     "numel",
     "permute",
-    "pow",
     "relu",
     "reshape",
     "sigmoid",
@@ -148,14 +146,12 @@ __all__ = [
     "square",
     "squeeze",
     "std",
-    "sum",
     "tanh",
     "transpose",
     "unsqueeze",
     "var",
     "ValuesIndices",
     "arange",
-    "bool",
     "cat",
     "double",
     "empty",
@@ -163,7 +159,6 @@ __all__ = [
     "enable_grad",
     "eye",
     "flatten",
-    "float",
     "float32",
     "float64",
     "from_numpy",
