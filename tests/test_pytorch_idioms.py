@@ -485,6 +485,29 @@ idiom("linear", [(4, 3), (2, 3), (2,)], lambda T, F, x, w, b: F.linear(x, w, b))
 idiom("flatten-then-linear", [(2, 2, 2, 2), (3, 8)], lambda T, F, x, w: T.flatten(x, 1) @ w.T)
 
 
+def linear_module(T, F, x, w, b):
+    layer = T.nn.Linear(3, 2).to(x.dtype)
+    with T.no_grad():
+        layer.weight.copy_(w)
+        layer.bias.copy_(b)
+    return layer(x).relu().sum(dim=1)
+
+
+def conv_module(T, F, x, w):
+    layer = T.nn.Conv2d(2, 3, 3, padding="same", bias=False).to(x.dtype)
+    with T.no_grad():
+        layer.weight.copy_(w)
+    return F.max_pool2d(layer(x), 2).flatten(1)
+
+
+def loss_module(T, F, x):
+    return T.nn.CrossEntropyLoss()(x, labels(T))
+
+
+idiom("nn.Linear-with-copied-weights", [(4, 3), (2, 3), (2,)], linear_module)
+idiom("nn.Conv2d-same-then-pool", [(2, 2, 6, 6), (3, 2, 3, 3)], conv_module, **WINOGRAD)
+idiom("nn.CrossEntropyLoss", [(4, 3)], loss_module)
+
 # ---------------------------------------------------------------- the harness
 
 
