@@ -867,3 +867,23 @@ def test_writing_into_a_tensor_already_used_in_the_graph_is_refused():
         out[1] = h
     with pytest.raises(RuntimeError, match="a leaf Variable|already used"):
         w[0] = h
+
+
+@pytest.mark.parametrize(
+    "call, error, names",
+    [
+        (lambda x: x.max(dim=(0, 1)), TypeError, r"x\.amax\(dims\)"),
+        (lambda x: x.min(keepdim=True), TypeError, r"x\.amin\(keepdim=True\)"),
+        (lambda x: x.view(np.float64), TypeError, r"\.to\(dtype\)"),
+        (lambda x: x.long().mean(), TypeError, r"x\.float\(\)\.mean\(\)"),
+        (lambda x: x.long().requires_grad_(), TypeError, r"\.float\(\)"),
+        (lambda x: x.var(unbiased=True, correction=1), TypeError, "correction= or unbiased="),
+        (lambda x: x.cuda(), RuntimeError, "CPU only"),
+        (lambda x: x.avg_pool2d(2, divisor_override=3), NotImplementedError, "divisor_override"),
+        (lambda x: x.norm(p=3), NotImplementedError, "p=2"),
+    ],
+)
+def test_unsupported_spellings_name_what_to_write(call, error, names):
+    x = Tensor(np.ones((1, 1, 4, 4), np.float32))
+    with pytest.raises(error, match=names):
+        call(x)
