@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from tinygrad_mnist import Tensor, ops
-from tinygrad_mnist.tensor import topological_order
 from tinygrad_mnist.models import build_model
 from tinygrad_mnist.nn.functional import nll_loss
 from tinygrad_mnist.optim import Adam
+from tinygrad_mnist.tensor import topological_order
 
 torch = pytest.importorskip("torch")
 
