@@ -426,6 +426,9 @@ def fill_by_mask(T, F, x, y):
 
 idiom("setitem-rows-from-grad-values", [(2, 4), (2, 4)], fill_rows)
 idiom("setitem-mask-on-a-result", [(3, 4), (3, 4)], fill_by_mask)
+idiom("in-place-on-a-result", [(3, 4), (3, 4)], lambda T, F, x, y: (x * 2).clamp_(min=0).mul_(y))
+idiom("add_-onto-a-result", [(3,), (3,)], lambda T, F, x, y: (x * 1).add_(y, alpha=2).div_(3))
+idiom("copy_-into-zeros", [(3,)], lambda T, F, x: T.zeros(2, 3, dtype=x.dtype).copy_(x) * 2)
 idiom("sgd-by-hand", [(5, 3), (3, 2)], sgd_by_hand, grad=False)
 idiom("in-place-updates", [(3, 4)], in_place_updates, grad=False)
 idiom("zero_-fill_-copy_", [(3,)], lambda T, F, x: x.detach().clone().zero_().fill_(2).add_(1))

@@ -742,6 +742,17 @@ def test_in_place_on_a_leaf_that_requires_grad_raises_as_pytorch():
     assert w.is_leaf and w.tolist() == [1.0, 2.0]
 
 
+def test_in_place_methods_on_a_used_result_are_refused():
+    """Its gradient would go through the new values: PyTorch refuses such cases at backward."""
+    w = Tensor([1.0, 2.0], requires_grad=True)
+    x = w * 2
+    y = x * x  # Mul saved x for its backward
+    with pytest.raises(RuntimeError, match="already used by an op of the graph"):
+        x.add_(1)
+    y.sum().backward()
+    assert w.grad.tolist() == [8.0, 16.0]
+
+
 def test_in_place_on_a_recorded_tensor_records_and_rebinds():
     w = Tensor([1.0, 2.0], requires_grad=True)
     x = w * 2

@@ -641,8 +641,9 @@ class Tensor:
                     "operation. Wrap the update in `with no_grad():` (as an optimizer step does)"
                 )
             raise RuntimeError(
-                f"{name}: in-place ops are not recorded in the graph here; write the "
-                "out-of-place form (x = x + y), or wrap the update in `with no_grad():`"
+                f"{name}: this tensor is already used by an op of the graph, which may need its "
+                "old values for backward; write the out-of-place form (x = x + y), or wrap the "
+                "update in `with no_grad():`"
             )
         value = other.data if isinstance(other, Tensor) else other
         if value is not None and np.broadcast_shapes(self.shape, np.shape(value)) != self.shape:
@@ -700,42 +701,53 @@ class Tensor:
         """Make this tensor, which needs no grad, the recorded `result` (shape and dtype kept):
         as in PyTorch, `x.copy_(w)` or `x.add_(w)` with a `w` that requires grad puts x in the
         graph. No op has recorded x as an input that needs a gradient, so none is misled."""
-        result = result.expand(self.shape).to(self.dtype)
+        if result.shape != self.shape:
+            result = result.expand(self.shape)
+        result = result.to(self.dtype)
         self.data, self._op, self._parents = result.data, result._op, result._parents
         self.requires_grad = result.requires_grad
         return self
 
-    def _joins_graph(self, other) -> bool:
-        """Whether an in-place op with `other` must put this tensor into the graph."""
-        return (
-            _grad_enabled
-            and not self.requires_grad
-            and isinstance(other, Tensor)
-            and other.requires_grad
-        )
+    def _graph_input(self, other=None) -> Tensor | None:
+        """The input an in-place op must record itself from, or None when it may simply write
+        this tensor's array (or must refuse: `_in_place` says why).
+
+        A plain tensor joining the graph (grad enabled and `other` requires grad) starts from a
+        detached copy of itself; a recorded result that no op has used yet continues from its
+        own node, moved to a stand-in object, so the op is recorded in place as in PyTorch.
+        """
+        if not _grad_enabled:
+            return None
+        if not self.requires_grad:
+            return self.detach() if isinstance(other, Tensor) and other.requires_grad else None
+        if self.is_leaf or self._consumed:
+            return None
+        before = Tensor.__new__(Tensor)
+        before.__dict__.update(self.__dict__)
+        return before
 
     def add_(self, other, *, alpha=1) -> Tensor:
         """self += alpha * other, in place."""
-        if self._joins_graph(other):
-            return self._become(self.detach() + other * alpha)
+        if (before := self._graph_input(other)) is not None:
+            return self._become(before + other * alpha)
         return self._in_place("add_", lambda x, y: x + alpha * y, _plain(other))
 
     def sub_(self, other, *, alpha=1) -> Tensor:
         """self -= alpha * other, in place."""
-        if self._joins_graph(other):
-            return self._become(self.detach() - other * alpha)
+        if (before := self._graph_input(other)) is not None:
+            return self._become(before - other * alpha)
         return self._in_place("sub_", lambda x, y: x - alpha * y, _plain(other))
 
     def mul_(self, other) -> Tensor:
         """self *= other, in place."""
-        if self._joins_graph(other):
-            return self._become(self.detach() * other)
+        if (before := self._graph_input(other)) is not None:
+            return self._become(before * other)
         return self._in_place("mul_", np.multiply, _plain(other))
 
     def div_(self, other) -> Tensor:
         """self /= other, in place."""
-        if self._joins_graph(other):
-            return self._become(self.detach() / other)
+        if (before := self._graph_input(other)) is not None:
+            return self._become(before / other)
         return self._in_place("div_", np.true_divide, _plain(other))
 
     def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
@@ -758,8 +770,8 @@ class Tensor:
 
     def copy_(self, src) -> Tensor:
         """Copy `src`'s values (broadcast to this shape, cast to this dtype) in place."""
-        if self._joins_graph(src):
-            return self._become(src * 1)
+        if self._graph_input(src) is not None:  # the old values get no gradient: not an input
+            return self._become(Tensor._apply(ops.Cast, self._lift(src), dtype=self.dtype))
         src = _plain(src)
         return self._in_place(
             "copy_", lambda x, v: np.broadcast_to(np.asarray(v).astype(x.dtype), x.shape), src
@@ -767,6 +779,8 @@ class Tensor:
 
     def clamp_(self, min=None, max=None) -> Tensor:
         """Clamp into [min, max], in place."""
+        if (before := self._graph_input()) is not None:
+            return self._become(before.clamp(min, max))
         return self._in_place("clamp_", lambda x, _: np.clip(x, min, max).astype(x.dtype))
 
     def __setitem__(self, index, value) -> None:
@@ -779,16 +793,13 @@ class Tensor:
             # then flow into the new values (PyTorch's version counters refuse that too)
             if self.requires_grad and self.is_leaf:
                 return self._in_place("__setitem__", None)  # PyTorch's leaf error
-            if self.requires_grad and self._consumed:
+            before = self._graph_input(value)
+            if before is None:  # a recorded result some op already used
                 raise RuntimeError(
                     "__setitem__: this tensor requires grad and is already used in the graph; "
                     "writing into it is not recorded here: build the result out of place "
                     "(e.g. with where(), cat() or stack())"
                 )
-            before = self.detach()
-            if self.requires_grad:  # a recorded node no op used yet: keep it as the input
-                before = Tensor.__new__(Tensor)
-                before.__dict__.update(self.__dict__)
             value = self._lift(value).to(self.dtype)
             self._become(Tensor._apply(ops.SetItem, before, value, index=index))
             return
