@@ -52,9 +52,19 @@ def _setup():
 
 
 def _fit(small, model, opt, scheduler, **kwargs):
-    return train.fit(model, opt, small[0], small[1], iterations=TOTAL, batch_size=16,
-                     eval_every=8, progress=False, scheduler=scheduler,
-                     augment=augment.random_shifts, **kwargs)
+    return train.fit(
+        model,
+        opt,
+        small[0],
+        small[1],
+        iterations=TOTAL,
+        batch_size=16,
+        eval_every=8,
+        progress=False,
+        scheduler=scheduler,
+        augment=augment.random_shifts,
+        **kwargs,
+    )
 
 
 class InterruptAt:
@@ -100,23 +110,65 @@ def test_bn_cnn_matches_its_torch_twin():
     out = model(Tensor(x))
     assert out.shape == (4, 10)
     assert [n for n, _ in model.named_buffers()][:3] == [
-        "1.running_mean", "1.running_var", "1.num_batches_tracked"]
+        "1.running_mean",
+        "1.running_var",
+        "1.num_batches_tracked",
+    ]
 
 
 def test_cli_train_recipe_best_and_augment(tmp_path, capsys):
     from tinygrad_mnist import cli
 
     out = tmp_path / "best"
-    status = cli.main(["train", "--recipe", "best", "--data", "sample", "--iterations", "6",
-                       "--limit-per-digit", "10", "--out", str(out), "--quiet"])
+    status = cli.main(
+        [
+            "train",
+            "--recipe",
+            "best",
+            "--data",
+            "sample",
+            "--iterations",
+            "6",
+            "--limit-per-digit",
+            "10",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     text = capsys.readouterr().out
     assert status == 0, text
     assert "training bn-cnn" in text and "(onecycle)" in text and "random shifts" in text
     assert "test accuracy:" in text and (out / "model.npz").is_file()
-    status = cli.main(["train", "--model", "seed-cnn", "--augment", "--data", "sample",
-                       "--iterations", "4", "--limit-per-digit", "10", "--out",
-                       str(tmp_path / "aug"), "--quiet"])
+    status = cli.main(
+        [
+            "train",
+            "--model",
+            "seed-cnn",
+            "--augment",
+            "--data",
+            "sample",
+            "--iterations",
+            "4",
+            "--limit-per-digit",
+            "10",
+            "--out",
+            str(tmp_path / "aug"),
+            "--quiet",
+        ]
+    )
     assert status == 0 and "random shifts" in capsys.readouterr().out
-    status = cli.main(["train", "--recipe", "best", "--model", "seed-cnn", "--data", "sample",
-                       "--out", str(tmp_path / "never")])
+    status = cli.main(
+        [
+            "train",
+            "--recipe",
+            "best",
+            "--model",
+            "seed-cnn",
+            "--data",
+            "sample",
+            "--out",
+            str(tmp_path / "never"),
+        ]
+    )
     assert status == 2 and "drop --model seed-cnn" in capsys.readouterr().err
