@@ -712,3 +712,15 @@ def test_graph_drawer_shows_batchnorm_buffers_as_buffers():
         assert "(buffer)" in line and BUFFER_FILL in line and "dashed" in line
     weight_line = next(line for line in source.splitlines() if "1.weight" in line)
     assert "(buffer)" not in weight_line
+
+
+def test_graph_drawer_labels_the_new_layers_briefly():
+    from tinygrad_mnist.viz.draw import short_repr
+
+    assert short_repr(nn.BatchNorm2d(8)) == "BatchNorm2d(8)"
+    assert short_repr(nn.BatchNorm1d(4, momentum=None)) == (
+        "BatchNorm1d(4, eps=1e-05, momentum=None, affine=True, track_running_stats=True)"
+    )
+    assert short_repr(nn.MaxPool2d(2)) == "MaxPool2d(kernel_size=2, stride=2)"
+    assert short_repr(nn.AvgPool2d(3, 1, 1)) == "AvgPool2d(kernel_size=3, stride=1, padding=1)"
+    assert short_repr(nn.Dropout(0.25)) == "Dropout(p=0.25)"

@@ -339,7 +339,7 @@ def test_shade_by_grad_fills_by_gradient_norm(seed_cnn):
 SEED_LAYERS = [
     "0: Conv2d(1, 8, kernel_size=3)",
     "1: ReLU()",
-    "2: MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)",
+    "2: MaxPool2d(kernel_size=2, stride=2)",
     "3: Flatten()",
     "4: Linear(1352, 10)",
     "5: LogSoftmax(dim=1)",

@@ -67,6 +67,10 @@ class GraphvizNotFoundError(RuntimeError):
 # repr noise of the layers' defaults, dropped from box and collapsed-node labels
 _DEFAULT_NOISE = (
     ", stride=1",
+    ", eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True",
+    ", padding=0, dilation=1, ceil_mode=False",
+    ", padding=0",
+    ", inplace=False",
     ", bias=True",
     "start_dim=1, end_dim=-1",
     "in_features=",
