@@ -722,5 +722,5 @@ def test_graph_drawer_labels_the_new_layers_briefly():
         "BatchNorm1d(4, eps=1e-05, momentum=None, affine=True, track_running_stats=True)"
     )
     assert short_repr(nn.MaxPool2d(2)) == "MaxPool2d(kernel_size=2, stride=2)"
-    assert short_repr(nn.AvgPool2d(3, 1, 1)) == "AvgPool2d(kernel_size=3, stride=1, padding=1)"
+    assert short_repr(nn.AvgPool2d(3, 2, 1)) == "AvgPool2d(kernel_size=3, stride=2, padding=1)"
     assert short_repr(nn.Dropout(0.25)) == "Dropout(p=0.25)"
