@@ -134,3 +134,28 @@ def test_evaluate_refuses_broken_weights(tmp_path, capsys):
         np.save(f, np.zeros(3))
     status, _, err = run(["evaluate", npy, "--data", "sample"], capsys)
     assert status == 1 and "an .npy file?" in one_error_line(err)
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.15, 0.3])
+def test_ctrl_c_while_the_command_starts_is_one_line_not_a_traceback(tmp_path, delay):
+    """The installed command starts in `tinygrad_mnist_launcher`, which imports the package under
+    its own Ctrl-C handling: a Ctrl-C during the import is the usual one line and status 130."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tinygrad_mnist_launcher", "train", *QUICK, "--out",
+         str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    # -SIGINT: the signal came before Python's own handler existed (no output at all)
+    assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, err)
+    assert proc.returncode == -signal.SIGINT or "interrupted" in err, err
+
+
+def test_the_installed_command_starts_in_the_launcher():
+    from importlib.metadata import entry_points
+
+    (command,) = [e for e in entry_points(group="console_scripts") if e.name == "tinygrad-mnist"]
+    assert command.value == "tinygrad_mnist_launcher:main"
