@@ -36,9 +36,9 @@ from torch_models import torch_model  # benchmarks/torch_models.py, beside this 
 import tinygrad_mnist
 from tinygrad_mnist import Tensor, no_grad, ops
 from tinygrad_mnist.data import load_sample, preprocess
+from tinygrad_mnist.kernels.allocator import tune_allocator
 from tinygrad_mnist.models import build_model
 from tinygrad_mnist.nn.functional import nll_loss
-from tinygrad_mnist.kernels.allocator import tune_allocator
 from tinygrad_mnist.optim import Adam
 
 # as a training run (`fit`, the CLI) does; both frameworks share this process and its allocator
