@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import threading
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import nn
-from .files import write_atomically
+from .files import NPZ_ERRORS, read_npz, write_atomically
 from .optim import Optimizer
 
 FORMAT = "tinygrad_mnist checkpoint 1"
@@ -90,15 +89,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single array, not an .npz archive")
-        with archive:
-            arrays = {key: archive[key] for key in archive.files}
+        arrays = read_npz(path)
         meta = json.loads(str(arrays.pop("meta")))
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError(f"its meta entry is not a {FORMAT!r} record")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+    except (*NPZ_ERRORS, KeyError) as err:
         raise ValueError(
             f"{path} is not a tinygrad_mnist checkpoint (written by fit(checkpoint=...)): {err}"
         ) from None

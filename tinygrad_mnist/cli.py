@@ -22,7 +22,6 @@ import tempfile
 import threading
 import time
 import warnings
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import augment, data, nn, optim, plots, train
-from .files import remove_stale_temp_files, write_atomically
+from .files import NPZ_ERRORS, read_npz, remove_stale_temp_files, write_atomically
 from .kernels.allocator import tune_allocator
 from .models import MODELS, build_model
 from .tensor import Tensor
@@ -595,15 +594,8 @@ def load_trained_model(weights: Path, model_name: str | None = None) -> TrainedM
         if not isinstance(info, dict):
             raise CommandError(f"{sidecar} should hold a JSON object, not {type(info).__name__}")
     try:
-        archive = np.load(weights, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError(
-                f"it holds a single {type(archive).__name__} (an .npy file?), not an .npz "
-                "archive of named arrays"
-            )
-        with archive:
-            state = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        state = read_npz(weights)
+    except NPZ_ERRORS as err:
         raise CommandError(f"{weights} is not a valid .npz weights file ({err})") from None
     name = model_name or info.get("model") or _infer_model(state)
     if name not in MODELS:

@@ -1,4 +1,5 @@
-"""Writing files atomically: a temporary file in the same folder, renamed over the target.
+"""Writing files atomically (a temporary file in the same folder, renamed over the target), and
+reading back the `.npz` archives the package writes.
 
 Temporary files are named ``.NAME.PID.RANDOM.tmp``: the id of the process writing them lets a
 later run tell the leftovers of a killed process (removed by `remove_stale_temp_files`) from
@@ -10,8 +11,11 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[a-z0-9_]{8}\.(tmp|part)$")
 OLD_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.(tmp|part)$")  # before the process id
@@ -85,3 +89,23 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
             entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
+
+
+# what reading a damaged or foreign file as an .npz archive can raise
+NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of the `.npz` archive at `path` (pickles refused).
+
+    Raises one of `NPZ_ERRORS`; a lone `.npy` array renamed `.npz` is a ValueError saying so.
+    """
+    archive = np.load(path, allow_pickle=False)
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(
+            f"it holds a single {type(archive).__name__} (an .npy file?), not an .npz archive "
+            "of named arrays"
+        )
+    with archive:
+        return {name: archive[name] for name in archive.files}
+

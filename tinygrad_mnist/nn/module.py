@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..files import write_atomically
+from ..files import NPZ_ERRORS, read_npz, write_atomically
 from ..tensor import Tensor, check_device, is_device
 
 
@@ -405,12 +404,8 @@ class Module(ABC):
         if not path.is_file():
             raise FileNotFoundError(f"load: no weights file at {path}")
         try:
-            archive = np.load(path, allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError(f"it holds a single {type(archive).__name__}, not an .npz archive")
-            with archive:
-                state = {k: archive[k] for k in archive.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+            state = read_npz(path)
+        except NPZ_ERRORS as err:
             raise ValueError(f"load: {path} is not a valid .npz weights file ({err})") from None
         self.load_state_dict(state)
         return self
