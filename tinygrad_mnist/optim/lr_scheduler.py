@@ -9,13 +9,14 @@ recurrences below are PyTorch's, so the values agree to the last bit or nearly.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .optimizers import Optimizer
 
 
-class LRScheduler:
+class LRScheduler(ABC):
     """The base: `step()`, `get_last_lr()`, `state_dict()`, `load_state_dict()`.
 
     `last_epoch` counts the steps taken (0 after construction). Subclasses define `get_lr()`,
@@ -45,9 +46,9 @@ class LRScheduler:
         self.step()
         self._initial = False
 
+    @abstractmethod
     def get_lr(self) -> list[float]:
         """The learning rates for the current `last_epoch`."""
-        raise NotImplementedError
 
     def _current(self) -> list[float]:
         return [group["lr"] for group in self.optimizer.param_groups]
