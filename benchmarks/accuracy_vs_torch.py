@@ -50,8 +50,17 @@ def train_ours(name, lr, train_set, test_set, iterations, seed):
     initial = model.state_dict()
     opt = optim.Adam(model.parameters(), lr=lr)
     start = time.perf_counter()
-    history = train.fit(model, opt, train_set, epochs=1, iterations=iterations, batch_size=BATCH,
-                        eval_every=10**9, seed=seed, progress=False)
+    history = train.fit(
+        model,
+        opt,
+        train_set,
+        epochs=1,
+        iterations=iterations,
+        batch_size=BATCH,
+        eval_every=10**9,
+        seed=seed,
+        progress=False,
+    )
     seconds = time.perf_counter() - start
     accuracy = train.evaluate(model, *test_set).accuracy
     return accuracy, seconds, initial, history.iteration[-1]
@@ -78,9 +87,12 @@ def train_torch(name, lr, initial, train_set, test_set, steps, seed):
     model.eval()
     x, y = test_set
     with torch.no_grad():
-        predictions = np.concatenate([
-            model(torch.from_numpy(x[i:i + 1000])).argmax(1).numpy() for i in range(0, len(x), 1000)
-        ])
+        predictions = np.concatenate(
+            [
+                model(torch.from_numpy(x[i : i + 1000])).argmax(1).numpy()
+                for i in range(0, len(x), 1000)
+            ]
+        )
     return float(np.mean(predictions == y)), seconds
 
 
@@ -94,9 +106,18 @@ def best_ours(train_set, test_set, iterations, seed):
     steps = iterations or recipe["epochs"] * -(-len(train_set[1]) // recipe["batch_size"])
     scheduler = optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe["lr"], total_steps=steps)
     start = time.perf_counter()
-    train.fit(model, opt, train_set, iterations=steps, batch_size=recipe["batch_size"],
-              eval_every=10**9, seed=seed, progress=False, scheduler=scheduler,
-              augment=augment.random_shifts)
+    train.fit(
+        model,
+        opt,
+        train_set,
+        iterations=steps,
+        batch_size=recipe["batch_size"],
+        eval_every=10**9,
+        seed=seed,
+        progress=False,
+        scheduler=scheduler,
+        augment=augment.random_shifts,
+    )
     seconds = time.perf_counter() - start
     return train.evaluate(model, *test_set).accuracy, seconds, initial, steps
 
@@ -118,8 +139,9 @@ def best_torch(initial, train_set, test_set, steps, seed):
         _, xb, yb = next(stream)
         xb = augment.random_shifts(xb, np.random.default_rng([seed, step]))  # as fit() does
         opt.zero_grad()
-        loss = torch.nn.functional.nll_loss(model(torch.from_numpy(xb)),
-                                            torch.from_numpy(yb).long())
+        loss = torch.nn.functional.nll_loss(
+            model(torch.from_numpy(xb)), torch.from_numpy(yb).long()
+        )
         loss.backward()
         opt.step()
         scheduler.step()
@@ -127,9 +149,12 @@ def best_torch(initial, train_set, test_set, steps, seed):
     model.eval()
     x, y = test_set
     with torch.no_grad():
-        predictions = np.concatenate([
-            model(torch.from_numpy(x[i:i + 1000])).argmax(1).numpy() for i in range(0, len(x), 1000)
-        ])
+        predictions = np.concatenate(
+            [
+                model(torch.from_numpy(x[i : i + 1000])).argmax(1).numpy()
+                for i in range(0, len(x), 1000)
+            ]
+        )
     return float(np.mean(predictions == y)), seconds
 
 
@@ -159,8 +184,11 @@ def main(argv=None) -> int:
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch runs")
     parser.add_argument("--no-cli", action="store_true", help="skip the CLI default recipe")
     parser.add_argument("--cli-args", default="", help="extra arguments for the CLI run")
-    parser.add_argument("--best", action="store_true",
-                        help="also the best recipe (--recipe best), here and in PyTorch")
+    parser.add_argument(
+        "--best",
+        action="store_true",
+        help="also the best recipe (--recipe best), here and in PyTorch",
+    )
     args = parser.parse_args(argv)
 
     train_set, test_set = load(args.data)
@@ -170,8 +198,9 @@ def main(argv=None) -> int:
         lr = RECIPES[name]
         recipe = f"{args.iterations} steps" if args.iterations else "1 epoch"
         recipe += f", Adam lr {lr:g}, batch {BATCH}"
-        acc, secs, initial, steps = train_ours(name, lr, train_set, test_set, args.iterations,
-                                               args.seed)
+        acc, secs, initial, steps = train_ours(
+            name, lr, train_set, test_set, args.iterations, args.seed
+        )
         row = [name, recipe, f"{100 * acc:.2f}%", f"{secs:.0f} s"]
         print(f"{name}: tinygrad_mnist {100 * acc:.2f}% in {secs:.1f} s", flush=True)
         if args.no_torch:
@@ -184,8 +213,10 @@ def main(argv=None) -> int:
     if args.best:
         recipe = CLI_RECIPES["bn-cnn"]
         acc, secs, initial, steps = best_ours(train_set, test_set, args.iterations, args.seed)
-        what = (f"{steps} steps, Adam max lr {recipe['lr']:g} OneCycleLR, batch "
-                f"{recipe['batch_size']}, random shifts")
+        what = (
+            f"{steps} steps, Adam max lr {recipe['lr']:g} OneCycleLR, batch "
+            f"{recipe['batch_size']}, random shifts"
+        )
         row = ["bn-cnn (`--recipe best`)", what, f"{100 * acc:.2f}%", f"{secs:.0f} s"]
         print(f"best: tinygrad_mnist {100 * acc:.2f}% in {secs:.1f} s", flush=True)
         if args.no_torch:
@@ -198,12 +229,19 @@ def main(argv=None) -> int:
     if not args.no_cli:
         acc, secs, shown = run_cli(args.data, args.cli_args.split())
         what = "CLI with " + args.cli_args if args.cli_args else "CLI default recipe"
-        rows.append([f"`{shown}`", what, f"{100 * acc:.2f}%", f"{secs:.0f} s (whole command)",
-                     "-", "-"])
+        rows.append(
+            [f"`{shown}`", what, f"{100 * acc:.2f}%", f"{secs:.0f} s (whole command)", "-", "-"]
+        )
         print(f"CLI: {100 * acc:.2f}% in {secs:.1f} s", flush=True)
 
-    header = ["model", "recipe", "tinygrad_mnist accuracy", "tinygrad_mnist train time",
-              "PyTorch accuracy", "PyTorch train time"]
+    header = [
+        "model",
+        "recipe",
+        "tinygrad_mnist accuracy",
+        "tinygrad_mnist train time",
+        "PyTorch accuracy",
+        "PyTorch train time",
+    ]
     print()
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

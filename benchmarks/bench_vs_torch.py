@@ -244,8 +244,15 @@ def measure_memory(name: str, batch: int, steps: int, with_torch: bool) -> dict:
     result = {"model": name, "batch": batch}
     sides = ["ours", "torch"] if with_torch else ["ours"]
     for side in sides:
-        cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", side, name,
-               str(batch), str(steps)]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--memory-child",
+            side,
+            name,
+            str(batch),
+            str(steps),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         child = json.loads(out.strip().splitlines()[-1])
         result[f"{side}_peak_rss_mib"] = child["peak_rss_mib"]
@@ -367,8 +374,7 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "tinygrad_mnist": tinygrad_mnist.__version__,
-        "env": {k: v for k, v in os.environ.items()
-                if k.startswith(("OPENBLAS", "OMP_", "MKL_"))},
+        "env": {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS", "OMP_", "MKL_"))},
     }
     try:
         import threadpoolctl  # optional: only reported when installed
@@ -394,14 +400,18 @@ def format_table(rows: list[dict], memory: list[dict]) -> str:
         head += f" {'torch img/s':>12} {'torch ms':>9} {'ours/torch':>10}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        line = (f"{r['model']:<10} {r['mode']:<10} {r['batch']:>5} {r['ours_img_s']:>11,.0f} "
-                f"{r['ours_ms']:>8.2f}")
+        line = (
+            f"{r['model']:<10} {r['mode']:<10} {r['batch']:>5} {r['ours_img_s']:>11,.0f} "
+            f"{r['ours_ms']:>8.2f}"
+        )
         if has_torch:
             line += f" {r['torch_img_s']:>12,.0f} {r['torch_ms']:>9.2f} {r['ratio']:>9.2f}x"
         lines.append(line)
     for m in memory:
-        line = (f"{m['model']:<10} {'peak RSS':<10} {m['batch']:>5} "
-                f"{m['ours_peak_rss_mib']:>8,.0f} MiB {'':>8}")
+        line = (
+            f"{m['model']:<10} {'peak RSS':<10} {m['batch']:>5} "
+            f"{m['ours_peak_rss_mib']:>8,.0f} MiB {'':>8}"
+        )
         if "torch_peak_rss_mib" in m:
             line += f" {m['torch_peak_rss_mib']:>8,.0f} MiB {'':>9} {m['ratio']:>9.2f}x"
         lines.append(line)
@@ -409,8 +419,10 @@ def format_table(rows: list[dict], memory: list[dict]) -> str:
 
 
 def format_profile(result: dict, torch_rows: list[dict] | None) -> str:
-    lines = [f"per-op profile: {result['model']}, batch {result['batch']}, one Adam training "
-             f"step (median of {result['steps']} steps), ms"]
+    lines = [
+        f"per-op profile: {result['model']}, batch {result['batch']}, one Adam training "
+        f"step (median of {result['steps']} steps), ms"
+    ]
     total = result["phases"]["step"]
     for r in result["ops"]:
         share = 100 * r["ms"] / total
@@ -439,14 +451,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--memory-steps", type=int, default=5)
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
     p.add_argument("--no-torch", action="store_true", help="time tinygrad_mnist only")
-    p.add_argument("--quick", action="store_true",
-                   help="a smoke run: 1 round, 1 warmup step, batch 64 only, small inference "
-                        "batch, no memory children")
-    p.add_argument("--profile", action="store_true",
-                   help="per-op time for one training step instead of the table")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 1 round, 1 warmup step, batch 64 only, small inference "
+        "batch, no memory children",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="per-op time for one training step instead of the table",
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--memory-child", nargs=4, metavar=("SIDE", "MODEL", "BATCH", "STEPS"),
-                   help=argparse.SUPPRESS)
+    p.add_argument(
+        "--memory-child",
+        nargs=4,
+        metavar=("SIDE", "MODEL", "BATCH", "STEPS"),
+        help=argparse.SUPPRESS,
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.warmup, args.batch_sizes = 1, 1, args.batch_sizes[:1]
@@ -474,8 +496,11 @@ def main(argv=None) -> int:
         for name in args.models:
             for batch in args.batch_sizes:
                 prof = profile(name, batch, max(args.iterations, 1), args.warmup)
-                theirs = (torch_profile(name, batch, max(args.iterations, 1), args.warmup)
-                          if with_torch else None)
+                theirs = (
+                    torch_profile(name, batch, max(args.iterations, 1), args.warmup)
+                    if with_torch
+                    else None
+                )
                 prof["torch_ops"] = theirs
                 result["profiles"].append(prof)
                 if not args.json:
@@ -486,19 +511,27 @@ def main(argv=None) -> int:
 
     rows, memory = [], []
     for name in args.models:
-        rows += bench_model(name, args.batch_sizes, args.rounds, args.iterations, args.warmup,
-                            args.infer_batch, with_torch)
+        rows += bench_model(
+            name,
+            args.batch_sizes,
+            args.rounds,
+            args.iterations,
+            args.warmup,
+            args.infer_batch,
+            with_torch,
+        )
         if not args.no_memory:
-            memory.append(measure_memory(name, args.batch_sizes[0], args.memory_steps,
-                                         with_torch))
+            memory.append(measure_memory(name, args.batch_sizes[0], args.memory_steps, with_torch))
     result["results"], result["memory"] = rows, memory
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         m = result["machine"]
-        print(f"{m['cpus']} CPUs ({m['cpus_usable']} usable), NumPy {m['numpy']}, "
-              f"PyTorch {m.get('torch', '-')} on {TORCH_THREADS} threads; "
-              f"medians of {args.rounds} alternating rounds x {args.iterations} steps")
+        print(
+            f"{m['cpus']} CPUs ({m['cpus_usable']} usable), NumPy {m['numpy']}, "
+            f"PyTorch {m.get('torch', '-')} on {TORCH_THREADS} threads; "
+            f"medians of {args.rounds} alternating rounds x {args.iterations} steps"
+        )
         print(format_table(rows, memory))
     return 0
 

@@ -22,8 +22,21 @@ from tinygrad_mnist import Tensor
 from tinygrad_mnist.kernels.winograd import WinogradConv2d
 
 CHANNELS = [
-    (1, 8), (1, 32), (2, 4), (2, 8), (2, 16), (3, 8), (4, 4), (4, 8), (4, 16), (8, 8), (8, 16),
-    (16, 16), (16, 32), (32, 64), (64, 64),
+    (1, 8),
+    (1, 32),
+    (2, 4),
+    (2, 8),
+    (2, 16),
+    (3, 8),
+    (4, 4),
+    (4, 8),
+    (4, 16),
+    (8, 8),
+    (8, 16),
+    (16, 16),
+    (16, 32),
+    (32, 64),
+    (64, 64),
 ]
 
 
@@ -74,8 +87,10 @@ def forced(algorithm: str, run):
 
 def algorithm_table(runs: int) -> None:
     rng = np.random.default_rng(0)
-    print(f"3x3 conv forward+backward (input gradient too), x (64, C, 26, 26), bias; ms, "
-          f"medians of {runs} alternating runs")
+    print(
+        f"3x3 conv forward+backward (input gradient too), x (64, C, 26, 26), bias; ms, "
+        f"medians of {runs} alternating runs"
+    )
     print(f"{'C':>4} {'O':>4} {'im2col':>8} {'winograd':>9} {'pytorch':>8}  chosen")
     for c, o in CHANNELS:
         x = rng.random((64, c, 26, 26), dtype=np.float32)
@@ -89,15 +104,20 @@ def algorithm_table(runs: int) -> None:
         }
         ms = time_alternating(sides, runs)
         chosen = "winograd" if WinogradConv2d.applies(x, w, b) else "im2col"
-        print(f"{c:>4} {o:>4} {ms['im2col']:>8.2f} {ms['winograd']:>9.2f} {ms['pytorch']:>8.2f}"
-              f"  {chosen}")
+        print(
+            f"{c:>4} {o:>4} {ms['im2col']:>8.2f} {ms['winograd']:>9.2f} {ms['pytorch']:>8.2f}"
+            f"  {chosen}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="timed runs per framework")
-    parser.add_argument("--algorithms", action="store_true",
-                        help="im2col vs Winograd vs PyTorch over several channel counts")
+    parser.add_argument(
+        "--algorithms",
+        action="store_true",
+        help="im2col vs Winograd vs PyTorch over several channel counts",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.algorithms:
@@ -109,10 +129,14 @@ def main() -> None:
     b = rng.standard_normal(32).astype(np.float32)
     ms = time_alternating(conv_runs(x, w, b), args.runs)
     ours_ms, torch_ms = ms["ours"], ms["pytorch"]
-    print(f"conv2d forward+backward, x (64, 1, 28, 28), weight (32, 1, 3, 3), bias; "
-          f"medians of {args.runs} alternating runs")
-    print(f"tinygrad_mnist {ours_ms:.2f} ms   PyTorch {torch_ms:.2f} ms   "
-          f"time ours/PyTorch {ours_ms / torch_ms:.2f}")
+    print(
+        f"conv2d forward+backward, x (64, 1, 28, 28), weight (32, 1, 3, 3), bias; "
+        f"medians of {args.runs} alternating runs"
+    )
+    print(
+        f"tinygrad_mnist {ours_ms:.2f} ms   PyTorch {torch_ms:.2f} ms   "
+        f"time ours/PyTorch {ours_ms / torch_ms:.2f}"
+    )
 
 
 if __name__ == "__main__":

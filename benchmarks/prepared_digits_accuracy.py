@@ -33,20 +33,26 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="read only the first N digits")
     args = parser.parse_args()
     loaded = load_trained_model(args.weights)
-    mnist = (data.load_sample() if args.data == "sample"
-             else data.load_mnist(args.data, download=False))
-    digits, labels = mnist.test_images[:args.limit], mnist.test_labels[:args.limit]
+    mnist = (
+        data.load_sample() if args.data == "sample" else data.load_mnist(args.data, download=False)
+    )
+    digits, labels = mnist.test_images[: args.limit], mnist.test_labels[: args.limit]
     x = data.preprocess(digits, normalize=loaded.normalize)
     base = train.accuracy(train.predict(loaded.model, x), labels)
-    print(f"{loaded.name} from {args.weights}, {len(labels):,} test digits: untransformed "
-          f"{base:.2%}")
+    print(
+        f"{loaded.name} from {args.weights}, {len(labels):,} test digits: untransformed {base:.2%}"
+    )
     for name, transform in [("prepared unchanged", lambda digit: digit), *TRANSFORMS.items()]:
         start = time.perf_counter()
-        x = np.concatenate([data.prepare_image(transform(digit), normalize=loaded.normalize)
-                            for digit in digits])
+        x = np.concatenate(
+            [data.prepare_image(transform(digit), normalize=loaded.normalize) for digit in digits]
+        )
         accuracy = train.accuracy(train.predict(loaded.model, x), labels)
-        print(f"  {name:<18} {accuracy:.2%} ({100 * (accuracy - base):+.2f} points, "
-              f"{time.perf_counter() - start:.0f} s)", flush=True)
+        print(
+            f"  {name:<18} {accuracy:.2%} ({100 * (accuracy - base):+.2f} points, "
+            f"{time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

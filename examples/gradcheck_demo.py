@@ -69,17 +69,22 @@ def main() -> int:
     named = {"input": x, **dict(model.named_parameters())}
     report = compare(lambda: model(x).nll_loss(y), named, args.samples)
     print(f"{args.model} in float64 on {args.images} digits: backward() vs finite differences")
-    print(f"{'tensor':<10} {'shape':<16} {'checked':>7} {'max |grad|':>11} {'max |diff|':>11} "
-          f"{'relative':>9}")
+    print(
+        f"{'tensor':<10} {'shape':<16} {'checked':>7} {'max |grad|':>11} {'max |diff|':>11} "
+        f"{'relative':>9}"
+    )
     relative = {}
     for name, (count, scale, diff) in report.items():
         relative[name] = diff / scale if scale > 0 else 0.0
         shape = str(named[name].shape)
-        print(f"{name:<10} {shape:<16} {count:>7} {scale:>11.2e} {diff:>11.2e} "
-              f"{relative[name]:>9.1e}")
+        print(
+            f"{name:<10} {shape:<16} {count:>7} {scale:>11.2e} {diff:>11.2e} {relative[name]:>9.1e}"
+        )
     worst = max(relative, key=relative.get)
-    print(f"worst mismatch: {report[worst][2]:.1e} in {worst}, {relative[worst]:.1e} of its "
-          "largest gradient")
+    print(
+        f"worst mismatch: {report[worst][2]:.1e} in {worst}, {relative[worst]:.1e} of its "
+        "largest gradient"
+    )
 
     ok = gradcheck(
         lambda x, *params: model(x).nll_loss(y), [x, *model.parameters()], samples=args.samples

@@ -22,8 +22,13 @@ def trained_seed_cnn() -> nn.Module:
     nn.init.manual_seed(0)
     model = build_model("seed-cnn")
     x = data.preprocess(sample.train_images, normalize=True)
-    train.fit(model, optim.Adam(model.parameters(), lr=3e-3), (x, sample.train_labels),
-              epochs=2, progress=False)
+    train.fit(
+        model,
+        optim.Adam(model.parameters(), lr=3e-3),
+        (x, sample.train_labels),
+        epochs=2,
+        progress=False,
+    )
     model.eval()
     return model
 
@@ -32,8 +37,12 @@ def save_weights(folder: Path) -> Path:
     """model.npz and its model.json sidecar in `folder`, as `tinygrad-mnist train` writes them."""
     weights = folder / "model.npz"
     trained_seed_cnn().save(weights)
-    sidecar = {"model": "seed-cnn", "normalize": True, "data": "the bundled sample",
-               "test_accuracy": 0.93}
+    sidecar = {
+        "model": "seed-cnn",
+        "normalize": True,
+        "data": "the bundled sample",
+        "test_accuracy": 0.93,
+    }
     weights.with_suffix(".json").write_text(json.dumps(sidecar))
     return weights
 

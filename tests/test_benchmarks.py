@@ -32,8 +32,15 @@ def test_table_against_torch():
 
 def test_json_ours_only_with_memory():
     out = run_bench(
-        "--iterations", "2", "--quick", "--no-torch", "--json", "--models", "seed-cnn",
-        "--memory-steps", "1",
+        "--iterations",
+        "2",
+        "--quick",
+        "--no-torch",
+        "--json",
+        "--models",
+        "seed-cnn",
+        "--memory-steps",
+        "1",
     )
     result = json.loads(out)
     modes = [(r["model"], r["mode"], r["batch"]) for r in result["results"]]
@@ -45,8 +52,9 @@ def test_json_ours_only_with_memory():
 def test_same_model_on_both_sides():
     """Both sides start from the same weights, so their outputs agree (float32 tolerance)."""
     pytest.importorskip("torch")
-    out = run_bench("--iterations", "2", "--quick", "--json", "--models", "lenet-cnn",
-                    "--no-memory")
+    out = run_bench(
+        "--iterations", "2", "--quick", "--json", "--models", "lenet-cnn", "--no-memory"
+    )
     for row in json.loads(out)["results"]:
         assert row["max_output_diff"] < 1e-4, row
         assert row["ratio"] > 0
@@ -59,12 +67,16 @@ def test_memory_child_reports_peak():
 
 
 def test_profile_lists_ops_forward_and_backward():
-    out = run_bench("--profile", "--iterations", "2", "--quick", "--no-torch", "--json",
-                    "--models", "seed-cnn")
+    out = run_bench(
+        "--profile", "--iterations", "2", "--quick", "--no-torch", "--json", "--models", "seed-cnn"
+    )
     prof = json.loads(out)["profiles"][0]
     passes = {(r["op"].split()[0], r["pass"]) for r in prof["ops"]}
-    expected = {("Conv2d[batch-last]", "forward"), ("Conv2d[batch-last]", "backward"),
-                ("MaxPool2d[tiled]", "backward")}
+    expected = {
+        ("Conv2d[batch-last]", "forward"),
+        ("Conv2d[batch-last]", "backward"),
+        ("MaxPool2d[tiled]", "backward"),
+    }
     assert expected <= passes
     assert prof["phases"]["step"] > 0
 
@@ -85,7 +97,9 @@ def test_conv2d_timing_algorithm_table():
     script = SCRIPT.with_name("conv2d_timing.py")
     result = subprocess.run(
         [sys.executable, str(script), "--algorithms", "--runs", "1"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines()[2:]]

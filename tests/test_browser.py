@@ -37,9 +37,17 @@ pytestmark = pytest.mark.skipif(
 )
 # This machine may have no internet: without these, chromium waits on refused connections.
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--window-size=1240,760", "--force-device-scale-factor=1",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1240,760",
+    "--force-device-scale-factor=1",
 )
 WAIT = 30  # seconds: the longest the page may take to answer
 
@@ -50,9 +58,13 @@ ONE = [[(142, 48), (142, 236)]]
 
 @pytest.fixture(scope="module")
 def server():
-    digit_server = serve.make_server(trained_seed_cnn(), "127.0.0.1", 0, normalize=True,
-                                     info={"model": "seed-cnn", "test_accuracy": 0.93,
-                                           "data": "the bundled sample"})
+    digit_server = serve.make_server(
+        trained_seed_cnn(),
+        "127.0.0.1",
+        0,
+        normalize=True,
+        info={"model": "seed-cnn", "test_accuracy": 0.93, "data": "the bundled sample"},
+    )
     thread = threading.Thread(target=digit_server.serve_forever, daemon=True)
     thread.start()
     yield digit_server
@@ -78,9 +90,7 @@ def browser(tmp_path_factory):
 @pytest.fixture
 def page(server, browser):
     browser.get(server.url)
-    WebDriverWait(browser, WAIT).until(
-        lambda d: "seed-cnn" in d.find_element(By.ID, "model").text
-    )
+    WebDriverWait(browser, WAIT).until(lambda d: "seed-cnn" in d.find_element(By.ID, "model").text)
     return browser
 
 
@@ -98,8 +108,10 @@ def draw(driver, strokes) -> None:
             for step in range(1, 6):
                 to_x = round(x + (next_x - x) * step / 5)
                 to_y = round(y + (next_y - y) * step / 5)
-                previous = (round(x + (next_x - x) * (step - 1) / 5),
-                            round(y + (next_y - y) * (step - 1) / 5))
+                previous = (
+                    round(x + (next_x - x) * (step - 1) / 5),
+                    round(y + (next_y - y) * (step - 1) / 5),
+                )
                 actions.move_by_offset(to_x - previous[0], to_y - previous[1])
             x, y = next_x, next_y
         actions.release()
@@ -110,9 +122,10 @@ def wait_for_answer(driver, answers: int) -> None:
     """Until the page has shown `answers` answers and has no request under way."""
     try:
         WebDriverWait(driver, WAIT).until(
-            lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute("data-answers"))
-            >= answers
-            and d.find_element(By.TAG_NAME, "body").get_attribute("data-busy") == "false"
+            lambda d: (
+                int(d.find_element(By.TAG_NAME, "body").get_attribute("data-answers")) >= answers
+                and d.find_element(By.TAG_NAME, "body").get_attribute("data-busy") == "false"
+            )
         )
     except TimeoutException:
         status = driver.find_element(By.ID, "status").text
@@ -132,7 +145,8 @@ def inked_pixels(driver, canvas_id: str, background: int) -> int:
         }
         return n;
         """,
-        canvas_id, background,
+        canvas_id,
+        background,
     )
 
 
@@ -141,8 +155,10 @@ def bar_widths(driver) -> dict[int, float]:
     return {
         int(row.get_attribute("data-digit")): float(
             row.find_element(By.CLASS_NAME, "bar").value_of_css_property("width").rstrip("px")
-        ) / float(row.find_element(By.CLASS_NAME, "track").value_of_css_property("width")
-                  .rstrip("px"))
+        )
+        / float(
+            row.find_element(By.CLASS_NAME, "track").value_of_css_property("width").rstrip("px")
+        )
         for row in rows
     }
 

@@ -34,8 +34,19 @@ def _setup(optimizer: str = "adam"):
 
 
 def _fit(small, model, opt, **kwargs):
-    return train.fit(model, opt, small[0], small[1], iterations=TOTAL, batch_size=10,
-                     eval_every=7, lr_schedule="cosine", test_subset=20, progress=False, **kwargs)
+    return train.fit(
+        model,
+        opt,
+        small[0],
+        small[1],
+        iterations=TOTAL,
+        batch_size=10,
+        eval_every=7,
+        lr_schedule="cosine",
+        test_subset=20,
+        progress=False,
+        **kwargs,
+    )
 
 
 def _columns(history: train.History) -> dict:
@@ -122,8 +133,9 @@ def test_resume_from_every_checkpoint_and_across_epochs(small, tmp_path):
 
 def test_checkpoint_every_epoch_by_default(small, tmp_path, monkeypatch):
     saved = []
-    monkeypatch.setattr(train, "save_checkpoint", lambda path, m, o, info: saved.append(
-        info["iteration"]))
+    monkeypatch.setattr(
+        train, "save_checkpoint", lambda path, m, o, info: saved.append(info["iteration"])
+    )
     model, opt = _setup()
     _fit(small, model, opt, checkpoint=tmp_path / "c.npz")
     assert saved == [16, TOTAL]  # 160 images in batches of 10: 16 steps per epoch
@@ -140,13 +152,34 @@ def test_resume_refuses_a_different_run(small, tmp_path):
     _fit(small, model, opt, checkpoint=path)
     model, opt = _setup()
     with pytest.raises(ValueError, match=r"run \(batch_size: checkpoint 10, this call 20"):
-        train.fit(model, opt, small[0], small[1], iterations=TOTAL, batch_size=20, eval_every=7,
-                  lr_schedule="cosine", test_subset=20, progress=False, resume=path)
+        train.fit(
+            model,
+            opt,
+            small[0],
+            small[1],
+            iterations=TOTAL,
+            batch_size=20,
+            eval_every=7,
+            lr_schedule="cosine",
+            test_subset=20,
+            progress=False,
+            resume=path,
+        )
     x, y = small[0]
     with pytest.raises(ValueError, match="train: checkpoint '160 examples, sha256"):
-        train.fit(model, opt, (x[::-1], y[::-1]), small[1], iterations=TOTAL, batch_size=10,
-                  eval_every=7, lr_schedule="cosine", test_subset=20, progress=False,
-                  resume=path)
+        train.fit(
+            model,
+            opt,
+            (x[::-1], y[::-1]),
+            small[1],
+            iterations=TOTAL,
+            batch_size=10,
+            eval_every=7,
+            lr_schedule="cosine",
+            test_subset=20,
+            progress=False,
+            resume=path,
+        )
     model, sgd = _setup("sgd")
     with pytest.raises(ValueError, match="optimizer: checkpoint 'Adam', this call 'SGD'"):
         _fit(small, model, sgd, resume=path)
@@ -185,8 +218,14 @@ def test_nan_loss_stops_with_training_diverged(small):
 def test_inf_loss_on_the_first_step_is_named(small):
     model, opt = _setup()
     with pytest.raises(TrainingDiverged, match="iteration 1: the loss is inf; it was the first"):
-        train.fit(model, opt, small[0], iterations=3, progress=False,
-                  loss_fn=lambda out, y: nn.functional.nll_loss(out, y) * float("inf"))
+        train.fit(
+            model,
+            opt,
+            small[0],
+            iterations=3,
+            progress=False,
+            loss_fn=lambda out, y: nn.functional.nll_loss(out, y) * float("inf"),
+        )
 
 
 def test_fit_refuses_nan_inputs(small):

@@ -21,8 +21,16 @@ from tinygrad_mnist.train import History
 
 RESULT = re.compile(r"^test accuracy: \d+\.\d\d% \(error rate \d+\.\d\d%\)$")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-OUTPUTS = ["confusion.png", "curves.png", "filters.png", "history.csv", "history.json",
-           "misclassified.png", "model.json", "model.npz"]
+OUTPUTS = [
+    "confusion.png",
+    "curves.png",
+    "filters.png",
+    "history.csv",
+    "history.json",
+    "misclassified.png",
+    "model.json",
+    "model.npz",
+]
 # a run that takes a few seconds: seed-cnn, 12 steps on 30 images per digit
 QUICK = ["--model", "seed-cnn", "--iterations", "12", "--limit-per-digit", "30", "--quiet"]
 
@@ -72,9 +80,20 @@ def trained(tmp_path_factory):
     """One quick training run on the bundled sample, through `python -m tinygrad_mnist`."""
     out = tmp_path_factory.mktemp("run") / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "tinygrad_mnist", "train", "--data", "sample", "--out", str(out),
-         *QUICK],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "tinygrad_mnist",
+            "train",
+            "--data",
+            "sample",
+            "--out",
+            str(out),
+            *QUICK,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     return proc, out
 
@@ -125,8 +144,9 @@ def test_reproducible_and_data_folder(tmp_path, capsys):
     folder = write_idx_folder(tmp_path / "mnist")
     results = []
     for name in ("a", "b"):
-        status, out, err = run(["train", "--data", folder, "--out", tmp_path / name, *QUICK],
-                               capsys)
+        status, out, err = run(
+            ["train", "--data", folder, "--out", tmp_path / name, *QUICK], capsys
+        )
         assert status == 0, err
         assert f"MNIST in {folder}" in out and "200 train" in out
         results.append(out.strip().splitlines()[-1])
@@ -152,15 +172,17 @@ def test_reproducible_and_data_folder(tmp_path, capsys):
     ],
 )
 def test_bad_arguments_exit_2(argv, fragment, capsys, tmp_path):
-    status, out, err = run([*argv, "--out", tmp_path / "out"] if argv[:1] == ["train"] else argv,
-                           capsys)
+    status, out, err = run(
+        [*argv, "--out", tmp_path / "out"] if argv[:1] == ["train"] else argv, capsys
+    )
     assert_one_line_error(status, err, fragment, code=2)
     assert not (tmp_path / "out").exists()
 
 
 def test_missing_data_folder(tmp_path, capsys):
-    status, _, err = run(["train", "--data", tmp_path / "nowhere", "--out", tmp_path / "out",
-                          *QUICK], capsys)
+    status, _, err = run(
+        ["train", "--data", tmp_path / "nowhere", "--out", tmp_path / "out", *QUICK], capsys
+    )
     assert_one_line_error(status, err, "does not exist", code=1)
     assert not (tmp_path / "out").exists()
 
@@ -250,8 +272,11 @@ def test_damaged_file_in_data_env_is_an_error(tmp_path, capsys, monkeypatch):
 def test_damaged_cache_is_moved_aside_and_the_fallback_says_why(tmp_path, capsys, monkeypatch):
     cache = write_idx_folder(tmp_path / "cache" / "tinygrad_mnist")
     contents = {name: gzip.decompress((cache / (name + ".gz")).read_bytes()) for name in data.FILES}
-    monkeypatch.setattr(data, "CONTENT_CHECKSUMS",  # the tiny files pass for MNIST in the cache
-                        {name: hashlib.sha256(raw).hexdigest() for name, raw in contents.items()})
+    monkeypatch.setattr(
+        data,
+        "CONTENT_CHECKSUMS",  # the tiny files pass for MNIST in the cache
+        {name: hashlib.sha256(raw).hexdigest() for name, raw in contents.items()},
+    )
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     damaged = cache / (data.TEST_LABELS + ".gz")
     damaged.write_bytes(damaged.read_bytes()[:-8])  # truncated: no gzip trailer

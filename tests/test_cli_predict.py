@@ -109,7 +109,10 @@ def test_predict_errors_are_one_line(capsys, weights, digit_files, tmp_path: Pat
 def test_serve_prints_its_url_answers_and_stops_on_ctrl_c(weights, digit_files) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "tinygrad_mnist", "serve", str(weights), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:

@@ -16,10 +16,28 @@ import pytest
 from tinygrad_mnist import cli
 
 # seed-cnn on 20 images per digit, long enough (a few seconds) to be stopped half way
-LONG = ["--data", "sample", "--model", "seed-cnn", "--limit-per-digit", "20",
-        "--iterations", "600", "--quiet"]
-QUICK = ["--data", "sample", "--model", "seed-cnn", "--limit-per-digit", "20",
-         "--iterations", "12", "--quiet"]
+LONG = [
+    "--data",
+    "sample",
+    "--model",
+    "seed-cnn",
+    "--limit-per-digit",
+    "20",
+    "--iterations",
+    "600",
+    "--quiet",
+]
+QUICK = [
+    "--data",
+    "sample",
+    "--model",
+    "seed-cnn",
+    "--limit-per-digit",
+    "20",
+    "--iterations",
+    "12",
+    "--quiet",
+]
 
 
 def run(argv, capsys) -> tuple[int, str, str]:
@@ -50,15 +68,19 @@ def uninterrupted(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
-                         ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
 def test_signal_saves_a_checkpoint_and_resume_finishes_the_same_run(
     uninterrupted, tmp_path, capsys, signum, status
 ):
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tinygrad_mnist", "train", *LONG, "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         assert proc.stdout.readline().startswith("training seed-cnn")  # fit is starting
@@ -101,22 +123,23 @@ def test_failed_start_creates_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     status, _, err = run(["train", "--data", tmp_path / "nonexistent", *QUICK[2:]], capsys)
     assert status == 1 and "does not exist" in one_error_line(err)
-    status, _, err = run(["train", "--data", tmp_path / "nonexistent", "--out", "deep/a/b"],
-                         capsys)
+    status, _, err = run(["train", "--data", tmp_path / "nonexistent", "--out", "deep/a/b"], capsys)
     assert status == 1
     assert list(tmp_path.iterdir()) == []  # no runs/, no deep/a/
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_divergence_is_not_success(tmp_path, capsys):
-    status, _, err = run(["train", *QUICK, "--optimizer", "sgd", "--lr", "1e6",
-                          "--out", tmp_path / "sgd"], capsys)
+    status, _, err = run(
+        ["train", *QUICK, "--optimizer", "sgd", "--lr", "1e6", "--out", tmp_path / "sgd"], capsys
+    )
     line = one_error_line(err)
     assert status == 1 and "training diverged at iteration" in line and "lower --lr" in line
     assert not (tmp_path / "sgd").exists()
     for lr in ("1000", "10"):
-        status, out, err = run(["train", *QUICK, "--iterations", "60", "--lr", lr,
-                                "--out", tmp_path / lr], capsys)
+        status, out, err = run(
+            ["train", *QUICK, "--iterations", "60", "--lr", lr, "--out", tmp_path / lr], capsys
+        )
         line = one_error_line(err)
         assert status == 1 and "no better than chance" in line and "lower --lr" in line
 
@@ -150,7 +173,10 @@ def test_ctrl_c_while_the_command_starts_is_one_line_not_a_traceback(tmp_path, d
     its own Ctrl-C handling: a Ctrl-C during the import is the usual one line and status 130."""
     proc = subprocess.Popen(
         [sys.executable, "-c", STARTED_LAUNCHER, "train", *QUICK, "--out", str(tmp_path / "run")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     assert proc.stdout.readline().strip() == "started"
     time.sleep(delay)

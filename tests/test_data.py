@@ -159,8 +159,11 @@ def _corrupt_cases() -> list:
         (data.TRAIN_IMAGES, idx_images(imgs, magic=2049), "wrong magic number 2049"),
         (data.TRAIN_LABELS, idx_labels(labels, magic=2051), "wrong magic number 2051"),
         (data.TEST_IMAGES, idx_images(imgs, magic=1234), "wrong magic number 1234"),
-        (data.TRAIN_IMAGES, idx_images(imgs)[:1000],
-         "expected 3136 bytes of pixel data from the header (4 images of 28x28), found 984"),
+        (
+            data.TRAIN_IMAGES,
+            idx_images(imgs)[:1000],
+            "expected 3136 bytes of pixel data from the header (4 images of 28x28), found 984",
+        ),
         (data.TRAIN_IMAGES, idx_images(imgs) + b"\0", "found 3137"),
         (data.TRAIN_IMAGES, idx_images(imgs)[:10], "truncated header"),
         (data.TRAIN_LABELS, idx_labels(labels)[:5], "truncated header"),
@@ -179,8 +182,10 @@ def test_corrupt_files_raise_format_error_naming_the_file(
     tmp_path: Path, name: str, content: bytes, phrase: str
 ) -> None:
     mnist = MNIST(
-        np.zeros((4, 28, 28), np.uint8), np.arange(4, dtype=np.uint8),
-        np.zeros((4, 28, 28), np.uint8), np.arange(4, dtype=np.uint8),
+        np.zeros((4, 28, 28), np.uint8),
+        np.arange(4, dtype=np.uint8),
+        np.zeros((4, 28, 28), np.uint8),
+        np.arange(4, dtype=np.uint8),
     )
     write_folder(tmp_path, mnist, gz=False)
     (tmp_path / name).write_bytes(content)
@@ -311,7 +316,7 @@ class Mirror:
             self.stopping.wait(30)
         elif self.mode == "trickle":
             for i in range(len(body)):
-                out.write(body[i:i + 1])
+                out.write(body[i : i + 1])
                 if self.stopping.wait(0.05):
                     break
         elif self.mode in ("flood", "announce-flood"):
@@ -644,8 +649,10 @@ def test_trickling_mirror_is_cut_off_at_the_deadline(
     error, seconds = run_bounded(lambda: load_mnist(root=tmp_path, mirrors=[mirror.url]))
     assert isinstance(error, DownloadError)
     speed = re.escape(f"{min_speed:g}")
-    expected = (r"timed out: too slow, \d+ of \d+ bytes in 0\.6\d* s \(a file gets 0\.6 s "
-                rf"plus 1 s per {speed} bytes received\)")
+    expected = (
+        r"timed out: too slow, \d+ of \d+ bytes in 0\.6\d* s \(a file gets 0\.6 s "
+        rf"plus 1 s per {speed} bytes received\)"
+    )
     assert re.search(expected, str(error)), str(error)
     assert 0.5 < seconds < 2.5
     assert list(tmp_path.iterdir()) == []
@@ -682,10 +689,13 @@ def test_deadline_shorter_than_the_stall_timeout_is_kept(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("mode, phrase", [
-    ("flood", "too much data: the mirror sends more than"),
-    ("announce-flood", f"wrong size: the mirror announces {FLOOD} bytes, expected"),
-])
+@pytest.mark.parametrize(
+    "mode, phrase",
+    [
+        ("flood", "too much data: the mirror sends more than"),
+        ("announce-flood", f"wrong size: the mirror announces {FLOOD} bytes, expected"),
+    ],
+)
 def test_flooding_mirror_is_not_read_past_the_expected_size(
     tiny, mirrors, tmp_path: Path, mode: str, phrase: str
 ) -> None:
@@ -702,8 +712,12 @@ def test_flooding_mirror_is_not_read_past_the_expected_size(
 
 def finished_pid() -> int:
     """The id of a process that has ended."""
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                           capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(child.stdout)
 
 
@@ -717,7 +731,8 @@ def test_stale_part_files_are_removed(tiny, mirrors, tmp_path: Path, folder: str
     stale = [f".{name}.{dead}.abcd_123.part", f".{name}.k2j4h5g6.part"]  # killed; older version
     kept = [
         f".{name}.{os.getppid()}.abcd_123.part",  # a download still running
-        f".notes.gz.{dead}.abcd_123.part", "mine.part",  # not MNIST downloads
+        f".notes.gz.{dead}.abcd_123.part",
+        "mine.part",  # not MNIST downloads
     ]
     for part in stale + kept:
         (where / part).write_bytes(b"partial")
@@ -888,8 +903,9 @@ def test_preprocess_shapes_and_scale(shape: tuple[int, ...]) -> None:
     np.testing.assert_allclose(x.ravel(), images.ravel() / 255.0, rtol=1e-6)
     z = preprocess(images, normalize=True)
     assert z.dtype == np.float32
-    np.testing.assert_allclose(z, (images.reshape(5, 1, 28, 28) / 255 - 0.1307) / 0.3081,
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        z, (images.reshape(5, 1, 28, 28) / 255 - 0.1307) / 0.3081, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_preprocess_normalized_sample_is_roughly_standard() -> None:
@@ -934,8 +950,9 @@ def test_batches_cover_each_example_once(
     n: int, batch_size: int, shuffle: bool, drop_last: bool
 ) -> None:
     y = np.arange(n)
-    got = [by for _, by in batches(y * 3, y, batch_size, shuffle=shuffle, seed=0,
-                                   drop_last=drop_last)]
+    got = [
+        by for _, by in batches(y * 3, y, batch_size, shuffle=shuffle, seed=0, drop_last=drop_last)
+    ]
     assert all(len(b) == batch_size for b in got[:-1])
     seen = np.concatenate(got) if got else np.zeros(0, int)
     if drop_last:

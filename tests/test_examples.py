@@ -19,7 +19,11 @@ def run_example(name: str, *args: str, cwd: Path, timeout: float = 300) -> str:
     env = dict(os.environ, MPLBACKEND="Agg", TINYGRAD_MNIST_MIRRORS="http://127.0.0.1:9/")
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert proc.returncode == 0, f"{name} exited with {proc.returncode}:\n{proc.stderr[-3000:]}"
     return proc.stdout
@@ -50,8 +54,9 @@ def test_every_example_is_tested():
 
 @pytest.mark.parametrize("fmt", ["png", "svg"])
 def test_tensor_expressions(tmp_path, fmt):
-    out = run_example("tensor_expressions.py", "--out", str(tmp_path / "graphs"),
-                      "--format", fmt, cwd=tmp_path)
+    out = run_example(
+        "tensor_expressions.py", "--out", str(tmp_path / "graphs"), "--format", fmt, cwd=tmp_path
+    )
     assert "L = (a * b + c) * f = (2.0 * -3.0 + 10.0) * -2.0 = -8.0" in out
     assert "dL/da =   6.0   (by hand:   6.0)" in out
     assert "dL/db =  -4.0   (by hand:  -4.0)" in out
@@ -77,8 +82,7 @@ def test_train_mnist_is_short_and_trains(tmp_path):
 
 
 def test_visualize_graph(tmp_path):
-    out = run_example("visualize_graph.py", "--out", str(tmp_path), "--format", "svg",
-                      cwd=tmp_path)
+    out = run_example("visualize_graph.py", "--out", str(tmp_path), "--format", "svg", cwd=tmp_path)
     assert "seed-cnn: loss " in out
     for kind in ("layers", "collapsed", "highlight"):
         assert_svg(tmp_path / f"seed-cnn-{kind}.svg")
@@ -87,8 +91,16 @@ def test_visualize_graph(tmp_path):
 
 
 def test_visualize_graph_png_lenet(tmp_path):
-    run_example("visualize_graph.py", "--model", "lenet-cnn", "--format", "png",
-                "--out", str(tmp_path), cwd=tmp_path)
+    run_example(
+        "visualize_graph.py",
+        "--model",
+        "lenet-cnn",
+        "--format",
+        "png",
+        "--out",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
     for kind in ("layers", "collapsed", "highlight"):
         assert_png(tmp_path / f"lenet-cnn-{kind}.png")
 

@@ -50,9 +50,22 @@ def test_accuracy_benchmark_runs():
     pytest.importorskip("torch")
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy_vs_torch.py"
     proc = subprocess.run(
-        [sys.executable, str(script), "--data", "sample", "--models", "seed-cnn", "--best",
-         "--iterations", "3", "--cli-args", "--model seed-cnn --iterations 3 --limit-per-digit 20"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(script),
+            "--data",
+            "sample",
+            "--models",
+            "seed-cnn",
+            "--best",
+            "--iterations",
+            "3",
+            "--cli-args",
+            "--model seed-cnn --iterations 3 --limit-per-digit 20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]

@@ -40,12 +40,23 @@ def _torch_model(name: str):
     tnn = torch.nn
     if name == "seed-cnn":
         return tnn.Sequential(
-            tnn.Conv2d(1, 8, 3), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
-            tnn.Linear(8 * 13 * 13, 10), tnn.LogSoftmax(dim=1),
+            tnn.Conv2d(1, 8, 3),
+            tnn.ReLU(),
+            tnn.MaxPool2d(2),
+            tnn.Flatten(),
+            tnn.Linear(8 * 13 * 13, 10),
+            tnn.LogSoftmax(dim=1),
         )
     return tnn.Sequential(
-        tnn.Conv2d(1, 32, 3), tnn.ReLU(), tnn.Conv2d(32, 64, 3), tnn.ReLU(), tnn.MaxPool2d(2),
-        tnn.Flatten(), tnn.Linear(64 * 12 * 12, 128), tnn.ReLU(), tnn.Linear(128, 10),
+        tnn.Conv2d(1, 32, 3),
+        tnn.ReLU(),
+        tnn.Conv2d(32, 64, 3),
+        tnn.ReLU(),
+        tnn.MaxPool2d(2),
+        tnn.Flatten(),
+        tnn.Linear(64 * 12 * 12, 128),
+        tnn.ReLU(),
+        tnn.Linear(128, 10),
         tnn.LogSoftmax(dim=1),
     )
 
@@ -103,8 +114,7 @@ def test_torch_state_dict_loads_and_matches(name, batch):
     for k, p in model.named_parameters():
         ref = torch_params[k].grad.numpy()
         assert p.grad.dtype == np.float32, k
-        np.testing.assert_allclose(p.grad, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max(),
-                                   err_msg=k)
+        np.testing.assert_allclose(p.grad, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max(), err_msg=k)
     ref = torch_in.grad.numpy()
     np.testing.assert_allclose(ours_in.grad, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
 

@@ -163,8 +163,10 @@ def test_layer_reprs_equal_torch_reprs():
     torch = pytest.importorskip("torch")
     pairs = [
         (nn.Conv2d(1, 8, 3), torch.nn.Conv2d(1, 8, 3)),
-        (nn.Conv2d(2, 4, 3, stride=2, padding=1, bias=False),
-         torch.nn.Conv2d(2, 4, 3, stride=2, padding=1, bias=False)),
+        (
+            nn.Conv2d(2, 4, 3, stride=2, padding=1, bias=False),
+            torch.nn.Conv2d(2, 4, 3, stride=2, padding=1, bias=False),
+        ),
         (nn.Linear(5, 2, bias=False), torch.nn.Linear(5, 2, bias=False)),
         (nn.ReLU(), torch.nn.ReLU()),
         (nn.Flatten(), torch.nn.Flatten()),
@@ -258,8 +260,9 @@ def test_cross_entropy_equals_log_softmax_then_nll():
     b = Tensor(logits, requires_grad=True)
     composed = F.nll_loss(F.log_softmax(b, axis=1), labels)
     composed.backward()
-    np.testing.assert_allclose(F.cross_entropy(Tensor(logits), labels).data, composed.data,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        F.cross_entropy(Tensor(logits), labels).data, composed.data, rtol=1e-12
+    )
     np.testing.assert_allclose(a.grad, b.grad, rtol=1e-10, atol=1e-14)
 
 
@@ -321,12 +324,17 @@ def test_named_parameters_of_nested_modules():
     torch = pytest.importorskip("torch")
     net = Net()
     names = [n for n, _ in net.named_parameters()]
-    assert names == ["scale", "body.0.weight", "body.0.bias", "body.2.weight", "body.2.bias",
-                     "head.weight"]
+    assert names == [
+        "scale",
+        "body.0.weight",
+        "body.0.bias",
+        "body.2.weight",
+        "body.2.bias",
+        "head.weight",
+    ]
     assert [p for _, p in net.named_parameters()] == net.parameters()
     assert list(net.children()) == [net.body, net.head]
-    assert [n for n, _ in net.named_modules()] == ["", "body", "body.0", "body.1", "body.2",
-                                                   "head"]
+    assert [n for n, _ in net.named_modules()] == ["", "body", "body.0", "body.1", "body.2", "head"]
 
     class TorchNet(torch.nn.Module):
         def __init__(self):
@@ -342,8 +350,11 @@ def test_named_parameters_of_nested_modules():
 
 def test_nested_module_repr():
     text = repr(Net())
-    assert text.splitlines()[:3] == ["Net(", "  (body): Sequential(", "    (0): Linear("
-                                     "in_features=4, out_features=5, bias=True)"]
+    assert text.splitlines()[:3] == [
+        "Net(",
+        "  (body): Sequential(",
+        "    (0): Linear(in_features=4, out_features=5, bias=True)",
+    ]
     assert text.endswith("  (head): Linear(in_features=3, out_features=2, bias=False)\n)")
 
 
@@ -409,8 +420,9 @@ def test_state_dict_returns_copies():
 
 def test_load_state_dict_copies_and_casts():
     net = Net()
-    state = {k: np.random.default_rng(0).standard_normal(v.shape) for k, v in
-             net.state_dict().items()}  # float64
+    state = {
+        k: np.random.default_rng(0).standard_normal(v.shape) for k, v in net.state_dict().items()
+    }  # float64
     assert net.load_state_dict(state) == ([], [])
     for name, p in net.named_parameters():
         assert p.dtype == np.float32, name
@@ -561,8 +573,7 @@ def test_double_then_gradcheck_on_seed_cnn():
     x = Tensor(np.random.default_rng(0).random((2, 1, 28, 28)))
     labels = np.array([3, 7], dtype=np.uint8)
     assert tinygrad_mnist.gradcheck is gradcheck
-    assert gradcheck(lambda *params: F.nll_loss(model(x), labels), model.parameters(),
-                     samples=20)
+    assert gradcheck(lambda *params: F.nll_loss(model(x), labels), model.parameters(), samples=20)
     model.float()
     assert all(p.dtype == np.float32 for p in model.parameters())
     assert model(Tensor(x.data.astype(np.float32))).dtype == np.float32

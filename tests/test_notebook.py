@@ -105,8 +105,17 @@ def test_structure(committed):
     positions = [next(i for i, h in enumerate(headings) if h.startswith(s)) for s in STEPS]
     assert positions == sorted(positions), "the steps are out of order"
     params = committed.cells[parameters_index(committed)].source
-    for name in ("DATA", "LIMIT_PER_DIGIT", "MODEL", "EPOCHS", "ITERATIONS", "LR",
-                 "BATCH_SIZE", "OPTIMIZER", *OVERRIDES):
+    for name in (
+        "DATA",
+        "LIMIT_PER_DIGIT",
+        "MODEL",
+        "EPOCHS",
+        "ITERATIONS",
+        "LR",
+        "BATCH_SIZE",
+        "OPTIMIZER",
+        *OVERRIDES,
+    ):
         assert re.search(rf"^{name} = ", params, re.M), f"{name} is not in the parameters cell"
     # every step is a markdown explanation followed by code
     for step in STEPS:
@@ -117,8 +126,13 @@ def test_structure(committed):
 
 
 def test_runs_on_the_sample_without_errors(executed):
-    errors = [out for c in executed.cells if c.cell_type == "code" for out in c.outputs
-              if out.output_type == "error"]
+    errors = [
+        out
+        for c in executed.cells
+        if c.cell_type == "code"
+        for out in c.outputs
+        if out.output_type == "error"
+    ]
     assert not errors
     text = all_text(executed)
     assert "DATA = 'sample': using the bundled sample" in text
@@ -151,6 +165,11 @@ def test_committed_notebook_comes_from_a_full_mnist_run(committed):
     assert match, "the committed notebook has no test accuracy line"
     assert float(match.group(1)) >= 99.0, match.group(0)
     assert "tinygrad_mnist.gradcheck of the whole network: passed" in text
-    assert not [out for c in committed.cells if c.cell_type == "code" for out in c.outputs
-                if out.output_type == "error"]
+    assert not [
+        out
+        for c in committed.cells
+        if c.cell_type == "code"
+        for out in c.outputs
+        if out.output_type == "error"
+    ]
     assert NOTEBOOK.stat().st_size < 2_000_000

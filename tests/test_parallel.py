@@ -60,8 +60,13 @@ def test_bad_thread_setting_is_a_clear_error(monkeypatch):
 
 @pytest.mark.parametrize(
     "a_shape, b_shape",
-    [((300, 200), (200, 50)), ((3, 4), (4, 5)), ((1, 900), (900, 400)), ((0, 5), (5, 3)),
-     ((4, 70, 60), (60, 80))],
+    [
+        ((300, 200), (200, 50)),
+        ((3, 4), (4, 5)),
+        ((1, 900), (900, 400)),
+        ((0, 5), (5, 3)),
+        ((4, 70, 60), (60, 80)),
+    ],
 )
 def test_matmul_equals_numpy(a_shape, b_shape, two_cores):
     rng = np.random.default_rng(0)

@@ -26,9 +26,16 @@ def _history(with_test: bool = True) -> train.History:
     history = train.History()
     for i, (loss, err) in enumerate([(2.0, 0.6), (0.8, 0.2), (0.3, 0.05), (0.1, 0.01)]):
         test = err * 1.2 if with_test else None
-        history.append(iteration=10 * (i + 1), epoch=(i + 1) / 4, train_loss=loss,
-                       train_error=err, test_error=test,
-                       test_accuracy=None if test is None else 1 - test, lr=1e-3, seconds=i)
+        history.append(
+            iteration=10 * (i + 1),
+            epoch=(i + 1) / 4,
+            train_loss=loss,
+            train_error=err,
+            test_error=test,
+            test_accuracy=None if test is None else 1 - test,
+            lr=1e-3,
+            seconds=i,
+        )
     return history
 
 

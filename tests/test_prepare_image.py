@@ -128,12 +128,15 @@ def test_transformed_full_mnist_test_digits() -> None:
     nn.init.manual_seed(0)
     model = build_model("seed-cnn")
     x = data.preprocess(mnist.train_images, normalize=True)
-    train.fit(model, optim.Adam(model.parameters(), lr=3e-3), (x, mnist.train_labels),
-              epochs=1, progress=False)
-    digits, labels = mnist.test_images[-1500:], mnist.test_labels[-1500:]
-    baseline = train.accuracy(
-        train.predict(model, data.preprocess(digits, normalize=True)), labels
+    train.fit(
+        model,
+        optim.Adam(model.parameters(), lr=3e-3),
+        (x, mnist.train_labels),
+        epochs=1,
+        progress=False,
     )
+    digits, labels = mnist.test_images[-1500:], mnist.test_labels[-1500:]
+    baseline = train.accuracy(train.predict(model, data.preprocess(digits, normalize=True)), labels)
     assert baseline > 0.95
     for name, transform in TRANSFORMS.items():
         accuracy = train.accuracy(train.predict(model, prepared(digits, transform)), labels)
@@ -234,8 +237,9 @@ def test_every_kind_of_input_gives_the_same_image(sample, tmp_path: Path) -> Non
         "LA PNG": _saved(Image.fromarray(grey).convert("LA"), tmp_path / "la.png"),
     }
     for name, image in inputs.items():
-        np.testing.assert_allclose(data.prepare_image(image), expected, atol=1.5 / 255,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            data.prepare_image(image), expected, atol=1.5 / 255, err_msg=name
+        )
     inputs["file object"].close()
 
 
@@ -298,8 +302,18 @@ def test_a_file_that_is_not_an_image_is_named(tmp_path: Path) -> None:
         (np.full((28, 28), 300, dtype=np.int32), r"0-255, got values from 300"),
         (-np.eye(28), r"got values from -1"),
     ],
-    ids=["black", "grey", "noise", "transparent", "2 channels", "4-d", "empty", "nan",
-         "over 255", "negative"],
+    ids=[
+        "black",
+        "grey",
+        "noise",
+        "transparent",
+        "2 channels",
+        "4-d",
+        "empty",
+        "nan",
+        "over 255",
+        "negative",
+    ],
 )
 def test_bad_arrays_raise_value_error(image, match) -> None:
     with pytest.raises(ValueError, match=match):

@@ -23,8 +23,13 @@ from tinygrad_mnist import Tensor, data, serve
 
 @pytest.fixture(scope="module")
 def server():
-    digit_server = serve.make_server(trained_seed_cnn(), "127.0.0.1", 0, normalize=True,
-                                     info={"model": "seed-cnn", "test_accuracy": 0.93})
+    digit_server = serve.make_server(
+        trained_seed_cnn(),
+        "127.0.0.1",
+        0,
+        normalize=True,
+        info={"model": "seed-cnn", "test_accuracy": 0.93},
+    )
     thread = threading.Thread(target=digit_server.serve_forever, daemon=True)
     thread.start()
     yield digit_server
@@ -33,8 +38,9 @@ def server():
     thread.join(timeout=5)
 
 
-def request(server, method: str, path: str, body: bytes | None = None,
-            headers: dict | None = None) -> tuple[int, str, bytes]:
+def request(
+    server, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+) -> tuple[int, str, bytes]:
     """(status, content type, body) of one request to the test server."""
     host, port = server.server_address[:2]
     connection = http.client.HTTPConnection(host, port, timeout=30)
@@ -47,8 +53,13 @@ def request(server, method: str, path: str, body: bytes | None = None,
 
 
 def post_json(server, obj) -> tuple[int, dict]:
-    status, content_type, body = request(server, "POST", "/api/predict", json.dumps(obj).encode(),
-                                         {"Content-Type": "application/json"})
+    status, content_type, body = request(
+        server,
+        "POST",
+        "/api/predict",
+        json.dumps(obj).encode(),
+        {"Content-Type": "application/json"},
+    )
     assert content_type == "application/json"
     return status, json.loads(body)
 
@@ -160,8 +171,17 @@ def blank_png(size: tuple[int, int] = (50, 50)) -> bytes:
         (json.dumps({"image": data_url(blank_png())}).encode(), 422, "no ink"),
         (json.dumps({"image": data_url(blank_png((3000, 8)))}).encode(), 413, "at most 2048"),
     ],
-    ids=["bad json", "bad utf-8", "list", "number", "not a data url", "bad base64",
-         "not an image", "blank", "too wide"],
+    ids=[
+        "bad json",
+        "bad utf-8",
+        "list",
+        "number",
+        "not a data url",
+        "bad base64",
+        "not an image",
+        "blank",
+        "too wide",
+    ],
 )
 def test_bad_requests_get_a_json_error(server, body, status, message) -> None:
     got, content_type, answer = request(server, "POST", "/api/predict", body)

@@ -32,8 +32,12 @@ def run_both(fn_ours, fn_torch, arrays, upstream, dtype):
     ours = [Tensor(a.astype(dtype, copy=False), requires_grad=True) for a in arrays]
     out = fn_ours(*ours)
     out.backward(upstream.astype(dtype))
-    theirs = [torch.tensor(np.ascontiguousarray(a), dtype=getattr(torch, np.dtype(dtype).name),
-                           requires_grad=True) for a in arrays]
+    theirs = [
+        torch.tensor(
+            np.ascontiguousarray(a), dtype=getattr(torch, np.dtype(dtype).name), requires_grad=True
+        )
+        for a in arrays
+    ]
     tout = fn_torch(*theirs)
     tout.backward(torch.tensor(upstream, dtype=tout.dtype))
     return (out, [t.grad for t in ours]), (tout, [t.grad.numpy() for t in theirs])
@@ -69,15 +73,19 @@ def test_conv2d_matches_torch(dtype, layout, shape, wshape, stride, padding):
     x = rng.standard_normal(shape)
     x = channels_last(x) if layout == "nhwc" else x
     w, b = rng.standard_normal(wshape), rng.standard_normal(wshape[0])
-    oh = (shape[2] + 2 * np.broadcast_to(padding, 2)[0] - wshape[2]) // np.broadcast_to(
-        stride, 2)[0] + 1
-    ow = (shape[3] + 2 * np.broadcast_to(padding, 2)[1] - wshape[3]) // np.broadcast_to(
-        stride, 2)[1] + 1
+    oh = (shape[2] + 2 * np.broadcast_to(padding, 2)[0] - wshape[2]) // np.broadcast_to(stride, 2)[
+        0
+    ] + 1
+    ow = (shape[3] + 2 * np.broadcast_to(padding, 2)[1] - wshape[3]) // np.broadcast_to(stride, 2)[
+        1
+    ] + 1
     upstream = channels_last(rng.standard_normal((shape[0], wshape[0], oh, ow)))
     results = run_both(
         lambda x, w, b: x.conv2d(w, b, stride=stride, padding=padding),
         lambda x, w, b: torch.nn.functional.conv2d(x, w, b, stride=stride, padding=padding),
-        [x, w, b], upstream, dtype,
+        [x, w, b],
+        upstream,
+        dtype,
     )
     assert_matches(*results, dtype)
 
@@ -103,7 +111,9 @@ def test_max_pool_fast_path_matches_torch(dtype, layout, shape, kernel, ties):
     results = run_both(
         lambda x: x.max_pool2d(kernel),
         lambda x: torch.nn.functional.max_pool2d(x, kernel),
-        [x], upstream, dtype,
+        [x],
+        upstream,
+        dtype,
     )
     assert_matches(*results, dtype)
 
@@ -132,8 +142,10 @@ def test_cnn_ops_keep_the_conv_output_memory_layout(
     """conv -> relu -> pool hands one memory layout along, so no op transposes a copy."""
     rng = np.random.default_rng(4)
     x = Tensor(rng.standard_normal((2, in_channels, 12, 12)).astype(np.float32))
-    w = Tensor(rng.standard_normal((out_channels, in_channels, 3, 3)).astype(np.float32),
-               requires_grad=True)
+    w = Tensor(
+        rng.standard_normal((out_channels, in_channels, 3, 3)).astype(np.float32),
+        requires_grad=True,
+    )
     h = x.conv2d(w, stride=stride)
     assert h._op.kernel == algorithm
     for t in (h, h.relu(), h.relu().max_pool2d(2)):
@@ -183,8 +195,6 @@ def test_training_step_stays_float32(name, monkeypatch):
         assert p.dtype == np.float32 and p.grad.dtype == np.float32
     moments = [s[k] for s in optimizer.state.values() for k in ("exp_avg", "exp_avg_sq")]
     assert moments and all(m.dtype == np.float32 for m in moments)
-
-
 
 
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])

@@ -100,8 +100,10 @@ def test_fit_records_points_and_learns(small):
     assert history.epoch[-1] == pytest.approx(3.0)
     for name, column in history.to_dict().items():
         assert len(column) == len(history) == 3, name
-    assert all(a == pytest.approx(1 - e) for a, e in zip(
-        history.test_accuracy, history.test_error, strict=True))
+    assert all(
+        a == pytest.approx(1 - e)
+        for a, e in zip(history.test_accuracy, history.test_error, strict=True)
+    )
     assert history.train_loss[-1] < history.train_loss[0]
     assert history.test_error[-1] < 0.8  # better than chance after 12 steps
     assert history.test_error[-1] == pytest.approx(train.evaluate(model, *small[1]).error_rate)
@@ -126,8 +128,9 @@ def test_fit_is_reproducible_from_seed(small):
 
 def test_fit_without_test_set(small):
     model = _seed_cnn()
-    history = train.fit(model, optim.SGD(model.parameters(), 0.05), small[0], iterations=3,
-                        progress=False)
+    history = train.fit(
+        model, optim.SGD(model.parameters(), 0.05), small[0], iterations=3, progress=False
+    )
     assert history.test_error == [None, None, None]
     assert history.final is None
     assert history.test_accuracy == [None, None, None]
@@ -142,8 +145,17 @@ def test_fit_cosine_schedule_and_custom_loss(small):
         seen.append(len(labels))
         return nn.functional.nll_loss(out, labels)
 
-    history = train.fit(model, opt, small[0], iterations=4, eval_every=1, progress=False,
-                        lr_schedule="cosine", loss_fn=loss_fn, batch_size=50)
+    history = train.fit(
+        model,
+        opt,
+        small[0],
+        iterations=4,
+        eval_every=1,
+        progress=False,
+        lr_schedule="cosine",
+        loss_fn=loss_fn,
+        batch_size=50,
+    )
     assert seen == [50, 50, 50, 50]
     factors = [train.cosine_schedule(i, 4) for i in range(4)]
     assert history.lr == pytest.approx([1e-2 * f for f in factors])
@@ -209,10 +221,26 @@ def test_epoch_seed_gives_the_batch_order(small):
 
 def _example_history() -> train.History:
     history = train.History()
-    history.append(iteration=5, epoch=0.5, train_loss=1.25, train_error=0.4, test_error=None,
-                   test_accuracy=None, lr=0.001, seconds=0.5)
-    history.append(iteration=10, epoch=1.0, train_loss=0.1 + 0.2, train_error=1 / 3,
-                   test_error=0.0123, test_accuracy=1 - 0.0123, lr=0.0005, seconds=1.25)
+    history.append(
+        iteration=5,
+        epoch=0.5,
+        train_loss=1.25,
+        train_error=0.4,
+        test_error=None,
+        test_accuracy=None,
+        lr=0.001,
+        seconds=0.5,
+    )
+    history.append(
+        iteration=10,
+        epoch=1.0,
+        train_loss=0.1 + 0.2,
+        train_error=1 / 3,
+        test_error=0.0123,
+        test_accuracy=1 - 0.0123,
+        lr=0.0005,
+        seconds=1.25,
+    )
     return history
 
 
@@ -229,8 +257,9 @@ def test_history_csv_round_trip(tmp_path):
     history = _example_history()
     path = history.to_csv(tmp_path / "h.csv")
     lines = path.read_text().splitlines()
-    assert lines[0] == ("iteration,epoch,train_loss,train_error,test_error,test_accuracy,lr,"
-                        "seconds")
+    assert lines[0] == (
+        "iteration,epoch,train_loss,train_error,test_error,test_accuracy,lr,seconds"
+    )
     assert lines[1].startswith("5,0.5,1.25,0.4,,,")
     loaded = train.History.from_csv(path)
     assert loaded == history  # floats survive exactly (repr)

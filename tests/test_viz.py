@@ -211,8 +211,9 @@ def test_retained_intermediate_gradient_is_shown():
     loss = b * b
     loss.backward()
     dot = dot_of(loss)
-    mul = next(n for n in dot.nodes if dot.nodes[n].get("peripheries") != "2" and
-               dot.title(n) == "Mul (*)")
+    mul = next(
+        n for n in dot.nodes if dot.nodes[n].get("peripheries") != "2" and dot.title(n) == "Mul (*)"
+    )
     assert dot.lines(mul)[-1] == f"grad {b.grad.item():.4g}"
     assert dot.title(dot.find("constant")) == "constant"
 
@@ -354,8 +355,11 @@ def test_seed_cnn_full_graph(seed_cnn):
     for name in ("0.weight", "0.bias", "4.weight", "4.bias"):
         dot.find(name)
     assert dot.lines(dot.find("input")) == ["input", "(3, 1, 28, 28) float32"]
-    assert dot.lines(dot.find("NLLLoss"))[1:] == ["targets [0, 1, 2]", "scalar", dot.lines(
-        dot.find("NLLLoss"))[-1]]
+    assert dot.lines(dot.find("NLLLoss"))[1:] == [
+        "targets [0, 1, 2]",
+        "scalar",
+        dot.lines(dot.find("NLLLoss"))[-1],
+    ]
 
 
 def test_seed_cnn_clustered_has_one_box_per_layer(seed_cnn):
@@ -368,7 +372,11 @@ def test_seed_cnn_clustered_has_one_box_per_layer(seed_cnn):
     assert sorted(dot.title(n) for n in conv) == ["0.bias", "0.weight", "Conv2d"]
     linear = dot.clusters[by_label[SEED_LAYERS[4]]]["nodes"]
     assert sorted(dot.title(n) for n in linear) == [
-        "4.bias", "4.weight", "Add (+)", "MatMul (@)", "Transpose"
+        "4.bias",
+        "4.weight",
+        "Add (+)",
+        "MatMul (@)",
+        "Transpose",
     ]
     assert all(c["parent"] is None for c in dot.clusters.values())
     assert dot.cluster_of(dot.find("NLLLoss")) is None
@@ -405,8 +413,11 @@ def test_nested_modules_give_nested_boxes():
     dot = dot_of(loss, params=net, cluster_modules=True)
     by_label = {label: name for name, label in dot.cluster_labels().items()}
     assert set(by_label) == {
-        "block: Block", "block.body: Sequential", "block.body.0: Linear(4, 3)",
-        "block.body.1: ReLU()", "block.head: Linear(3, 2)",
+        "block: Block",
+        "block.body: Sequential",
+        "block.body.0: Linear(4, 3)",
+        "block.body.1: ReLU()",
+        "block.head: Linear(3, 2)",
     }
 
     def parent(label):
@@ -467,10 +478,19 @@ def test_highlight_colours_exactly_the_gradient_path(seed_cnn):
     model, loss = seed_cnn
     dot = dot_of(loss, params=model, highlight="0.weight")
     lit = {n for n, attrs in dot.nodes.items() if attrs.get("color") == viz.HIGHLIGHT}
-    assert sorted(dot.title(n) for n in lit) == sorted([
-        "0.weight", "Conv2d", "ReLU", "MaxPool2d", "Reshape", "MatMul (@)", "Add (+)",
-        "LogSoftmax", "NLLLoss",
-    ])
+    assert sorted(dot.title(n) for n in lit) == sorted(
+        [
+            "0.weight",
+            "Conv2d",
+            "ReLU",
+            "MaxPool2d",
+            "Reshape",
+            "MatMul (@)",
+            "Add (+)",
+            "LogSoftmax",
+            "NLLLoss",
+        ]
+    )
     lit_edges = {(a, b) for a, b, attrs in dot.edges if attrs.get("color") == viz.HIGHLIGHT}
     assert lit_edges == {(a, b) for a, b, _ in dot.edges if a in lit and b in lit}
     assert len(lit_edges) == 8
@@ -491,8 +511,14 @@ def test_highlight_in_collapsed_graph(lenet_cnn):
     model, loss = lenet_cnn
     dot = dot_of(loss, params=model, collapse=True, highlight="6.weight")
     lit = {dot.title(n) for n, a in dot.nodes.items() if a.get("color") == viz.HIGHLIGHT}
-    assert lit == {"6.weight", "6: Linear(9216, 128)", "7: ReLU()", "8: Linear(128, 10)",
-                   "9: LogSoftmax(dim=1)", "NLLLoss"}
+    assert lit == {
+        "6.weight",
+        "6: Linear(9216, 128)",
+        "7: ReLU()",
+        "8: Linear(128, 10)",
+        "9: LogSoftmax(dim=1)",
+        "NLLLoss",
+    }
 
 
 # ---------------------------------------------------------------- size limits and options
@@ -561,7 +587,11 @@ def test_layer_boxes_come_from_the_declared_module_calls():
     (box,) = dot.clusters.values()
     assert box["attrs"]["label"].strip() == "Linear(3, 2)"
     assert sorted(dot.title(n) for n in box["nodes"]) == [
-        "Add (+)", "MatMul (@)", "Transpose", "leaf", "leaf"
+        "Add (+)",
+        "MatMul (@)",
+        "Transpose",
+        "leaf",
+        "leaf",
     ]
     assert dot.cluster_of(dot.find("Mul (*)")) is None
 
@@ -575,7 +605,9 @@ def test_module_calls_set_by_hand_are_drawn_and_nothing_else_is_read():
     dot = dot_of(loss, cluster_modules=True)
     assert dot.cluster_labels() == {"cluster_0": "Group()"}
     assert sorted(dot.title(n) for n in dot.clusters["cluster_0"]["nodes"]) == [
-        "Exp", "Mul (*)", "constant"
+        "Exp",
+        "Mul (*)",
+        "constant",
     ]
     collapsed = dot_of(loss, collapse=True)
     assert sorted(collapsed.titles()) == ["Group()", "Sum", "x"]
@@ -616,8 +648,8 @@ def test_op_run_by_a_fast_kernel_names_it_on_the_node_and_in_the_tooltip():
     node = dot.find("Conv2d")
     assert dot.heading(node) == "Conv2d · winograd"
     assert dot.lines(node) == ["Conv2d", "kernel 3  stride 1  padding 1", "(1, 3, 5, 5)"]
-    assert "computed by the winograd kernel, not the textbook Conv2d" in (
-        dot.nodes[node]["tooltip"]
+    assert (
+        "computed by the winograd kernel, not the textbook Conv2d" in (dot.nodes[node]["tooltip"])
     )
     assert dot.heading(dot.find("act = ReLU")) == "act = ReLU · tiled"
     assert dot.heading(dot.find("Sum")) == "Sum"
@@ -631,9 +663,7 @@ def test_every_kernel_that_ran_is_named_once_per_op(lenet_cnn):
     ran = Counter(
         t.op.kernel for t in topological_order(loss) if t.op and t.op.kernel != ops.Op.kernel
     )
-    named = Counter(
-        dot.heading(n).split(" · ")[1] for n in dot.nodes if " · " in dot.heading(n)
-    )
+    named = Counter(dot.heading(n).split(" · ")[1] for n in dot.nodes if " · " in dot.heading(n))
     assert named == ran
 
 
@@ -669,8 +699,9 @@ def test_only_the_cli_imports_viz():
         if path.parent == VIZ or path in (package / "cli.py", package / "__init__.py"):
             continue
         text = path.read_text()
-        assert not re.search(r"^\s*(from \S*viz|import \S*viz)|from \.+ import .*\bviz\b",
-                             text, re.M), path
+        assert not re.search(
+            r"^\s*(from \S*viz|import \S*viz)|from \.+ import .*\bviz\b", text, re.M
+        ), path
 
 
 # ---------------------------------------------------------------- rendering
@@ -757,7 +788,9 @@ def test_doc_snippets_make_their_pictures(tmp_path, monkeypatch):
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "tinygrad_mnist", *args],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

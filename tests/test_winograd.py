@@ -58,8 +58,11 @@ def test_module_matches_torch(n, c, o, h, w, bias, dtype, tol, monkeypatch):
     out, saved = winograd.forward(x.transpose(0, 2, 3, 1), wt, b)
     assert len(saved.chunks) == n
     gx, gw = winograd.backward(saved, g.transpose(0, 2, 3, 1))
-    for ours, ref in [(out.transpose(0, 3, 1, 2), ref_out), (gx.transpose(0, 3, 1, 2), ref_gx),
-                      (gw, ref_gw)]:
+    for ours, ref in [
+        (out.transpose(0, 3, 1, 2), ref_out),
+        (gx.transpose(0, 3, 1, 2), ref_gx),
+        (gw, ref_gw),
+    ]:
         assert ours.dtype == dtype and ours.shape == ref.shape
         scale = np.abs(ref).max()
         np.testing.assert_allclose(ours, ref, rtol=0, atol=tol * scale)

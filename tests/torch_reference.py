@@ -49,8 +49,13 @@ def _build(module: nn.Module):
         )
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
         cls = tnn.BatchNorm1d if isinstance(module, nn.BatchNorm1d) else tnn.BatchNorm2d
-        return cls(module.num_features, eps=module.eps, momentum=module.momentum,
-                   affine=module.affine, track_running_stats=module.track_running_stats)
+        return cls(
+            module.num_features,
+            eps=module.eps,
+            momentum=module.momentum,
+            affine=module.affine,
+            track_running_stats=module.track_running_stats,
+        )
     if isinstance(module, nn.ModuleList):
         return tnn.ModuleList([_build(m) for m in module])
     simple = {nn.Identity: tnn.Identity, nn.Sigmoid: tnn.Sigmoid, nn.Tanh: tnn.Tanh}
@@ -61,11 +66,16 @@ def _build(module: nn.Module):
     if isinstance(module, nn.Dropout):
         return tnn.Dropout(module.p)
     if isinstance(module, nn.AvgPool2d):
-        return tnn.AvgPool2d(module.kernel_size, module.stride, module.padding,
-                             count_include_pad=module.count_include_pad)
+        return tnn.AvgPool2d(
+            module.kernel_size,
+            module.stride,
+            module.padding,
+            count_include_pad=module.count_include_pad,
+        )
     if isinstance(module, nn.Embedding):
-        return tnn.Embedding(module.num_embeddings, module.embedding_dim,
-                             padding_idx=module.padding_idx)
+        return tnn.Embedding(
+            module.num_embeddings, module.embedding_dim, padding_idx=module.padding_idx
+        )
     if isinstance(module, nn.Linear):
         return tnn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
     if isinstance(module, nn.ReLU):

@@ -36,7 +36,10 @@ class TrainingInterrupted(KeyboardInterrupt):
 
     def __init__(self, signum: int, iteration: int, total: int, checkpoint: Path):
         self.signum, self.iteration, self.total, self.checkpoint = (
-            signum, iteration, total, Path(checkpoint)
+            signum,
+            iteration,
+            total,
+            Path(checkpoint),
         )
         name = signal.Signals(signum).name
         super().__init__(

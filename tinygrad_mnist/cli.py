@@ -85,9 +85,7 @@ def _int_at_least(minimum: int):
         except ValueError:
             value = None
         if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(
-                f"expected a whole number >= {minimum}, got {text!r}"
-            )
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
         return value
 
     return parse
@@ -134,37 +132,67 @@ def make_parser() -> argparse.ArgumentParser:
         description="Train a model on MNIST; write weights, history (CSV, JSON) and PNG plots "
         "to --out, then print the test accuracy.",
     )
-    tr.add_argument("--model", choices=list(MODELS),
-                    help=f"network to train (default {DEFAULT_MODEL})")
-    tr.add_argument("--recipe", choices=list(NAMED_RECIPES),
-                    help="a tuned recipe: best = bn-cnn (BatchNorm CNN), one-cycle Adam, random "
-                    "shifts; 99.5%% on full MNIST")
+    tr.add_argument(
+        "--model", choices=list(MODELS), help=f"network to train (default {DEFAULT_MODEL})"
+    )
+    tr.add_argument(
+        "--recipe",
+        choices=list(NAMED_RECIPES),
+        help="a tuned recipe: best = bn-cnn (BatchNorm CNN), one-cycle Adam, random "
+        "shifts; 99.5%% on full MNIST",
+    )
     length = tr.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=_positive_int,
-                        help="passes over the training set (default: the model's recipe, "
-                        + ", ".join(f"{m} {r['epochs']}" for m, r in RECIPES.items()) + ")")
-    length.add_argument("--iterations", type=_positive_int,
-                        help="number of optimizer steps instead of --epochs")
-    tr.add_argument("--lr", type=_positive_float,
-                    help="initial learning rate (default: the recipe's; "
-                    "cosine-decayed to 0 over the run)")
+    length.add_argument(
+        "--epochs",
+        type=_positive_int,
+        help="passes over the training set (default: the model's recipe, "
+        + ", ".join(f"{m} {r['epochs']}" for m, r in RECIPES.items())
+        + ")",
+    )
+    length.add_argument(
+        "--iterations", type=_positive_int, help="number of optimizer steps instead of --epochs"
+    )
+    tr.add_argument(
+        "--lr",
+        type=_positive_float,
+        help="initial learning rate (default: the recipe's; cosine-decayed to 0 over the run)",
+    )
     tr.add_argument("--batch-size", type=_positive_int, help="minibatch size (default 64)")
-    tr.add_argument("--optimizer", choices=["sgd", "adam"],
-                    help="adam (default) or sgd (with momentum 0.9)")
-    tr.add_argument("--schedule", choices=SCHEDULE_CHOICES,
-                    help="learning-rate schedule (default cosine; onecycle: OneCycleLR with "
-                    "--lr as its max_lr)")
-    tr.add_argument("--augment", action="store_true", default=None,
-                    help="shift each training image by up to 2 pixels at random")
-    tr.add_argument("--limit-per-digit", type=_positive_int, metavar="N",
-                    help="train on at most N random examples of each digit")
+    tr.add_argument(
+        "--optimizer", choices=["sgd", "adam"], help="adam (default) or sgd (with momentum 0.9)"
+    )
+    tr.add_argument(
+        "--schedule",
+        choices=SCHEDULE_CHOICES,
+        help="learning-rate schedule (default cosine; onecycle: OneCycleLR with "
+        "--lr as its max_lr)",
+    )
+    tr.add_argument(
+        "--augment",
+        action="store_true",
+        default=None,
+        help="shift each training image by up to 2 pixels at random",
+    )
+    tr.add_argument(
+        "--limit-per-digit",
+        type=_positive_int,
+        metavar="N",
+        help="train on at most N random examples of each digit",
+    )
     tr.add_argument("--data", metavar="DIR|sample", help=data_help)
-    tr.add_argument("--seed", type=_nonnegative_int,
-                    help="seeds the initialisation and the shuffling (default 0)")
+    tr.add_argument(
+        "--seed",
+        type=_nonnegative_int,
+        help="seeds the initialisation and the shuffling (default 0)",
+    )
     tr.add_argument("--out", type=Path, help="output folder (default runs/MODEL)")
-    tr.add_argument("--resume", type=Path, metavar="DIR",
-                    help="continue the interrupted run in DIR (its --out) with its settings; the "
-                    "result is the same as if it had never stopped")
+    tr.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help="continue the interrupted run in DIR (its --out) with its settings; the "
+        "result is the same as if it had never stopped",
+    )
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
 
     ev = commands.add_parser(
@@ -173,9 +201,12 @@ def make_parser() -> argparse.ArgumentParser:
         description="Evaluate weights saved by `train` on the MNIST test set.",
     )
     ev.add_argument("weights", type=Path, metavar="WEIGHTS", help="a .npz written by train")
-    ev.add_argument("--model", choices=list(MODELS),
-                    help="network of the weights (default: read from WEIGHTS' .json sidecar, "
-                    "else inferred from the weight shapes)")
+    ev.add_argument(
+        "--model",
+        choices=list(MODELS),
+        help="network of the weights (default: read from WEIGHTS' .json sidecar, "
+        "else inferred from the weight shapes)",
+    )
     ev.add_argument("--data", metavar="DIR|sample", help=data_help)
 
     gr = commands.add_parser(
@@ -183,15 +214,25 @@ def make_parser() -> argparse.ArgumentParser:
         help="draw a model's computation graph",
         description="Draw the computation graph of one forward pass and loss of a model.",
     )
-    gr.add_argument("--model", choices=list(MODELS), default=DEFAULT_MODEL,
-                    help=f"network to draw (default {DEFAULT_MODEL})")
+    gr.add_argument(
+        "--model",
+        choices=list(MODELS),
+        default=DEFAULT_MODEL,
+        help=f"network to draw (default {DEFAULT_MODEL})",
+    )
     gr.add_argument("--out", type=Path, required=True, help="FILE.svg or FILE.png")
     gr.add_argument("--collapse", action="store_true", help="draw each layer as one box")
-    gr.add_argument("--batch", type=_positive_int, default=2,
-                    help="number of sample images in the batch (default 2)")
+    gr.add_argument(
+        "--batch",
+        type=_positive_int,
+        default=2,
+        help="number of sample images in the batch (default 2)",
+    )
 
-    model_help = ("network of the weights (default: read from WEIGHTS' .json sidecar, else "
-                  "inferred from the weight shapes)")
+    model_help = (
+        "network of the weights (default: read from WEIGHTS' .json sidecar, else "
+        "inferred from the weight shapes)"
+    )
     pr = commands.add_parser(
         "predict",
         help="read the digit in each of one's own images",
@@ -202,13 +243,24 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("weights", type=Path, metavar="WEIGHTS", help="a .npz written by train")
     pr.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="PNG or JPEG files")
     pr.add_argument("--model", choices=list(MODELS), help=model_help)
-    pr.add_argument("--invert", choices=list(INVERT_CHOICES), default="auto",
-                    help="yes: dark ink on light paper; no: light ink on dark (as MNIST); auto "
-                    "(default): decided from the paper of each image")
-    pr.add_argument("--top", type=_positive_int, default=3,
-                    help="how many of the most likely digits to list (default 3)")
-    pr.add_argument("--json", action="store_true",
-                    help="print one JSON document with every image's ten probabilities")
+    pr.add_argument(
+        "--invert",
+        choices=list(INVERT_CHOICES),
+        default="auto",
+        help="yes: dark ink on light paper; no: light ink on dark (as MNIST); auto "
+        "(default): decided from the paper of each image",
+    )
+    pr.add_argument(
+        "--top",
+        type=_positive_int,
+        default=3,
+        help="how many of the most likely digits to list (default 3)",
+    )
+    pr.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document with every image's ten probabilities",
+    )
 
     sv = commands.add_parser(
         "serve",
@@ -218,10 +270,17 @@ def make_parser() -> argparse.ArgumentParser:
     )
     sv.add_argument("weights", type=Path, metavar="WEIGHTS", help="a .npz written by train")
     sv.add_argument("--model", choices=list(MODELS), help=model_help)
-    sv.add_argument("--port", type=_int_at_least(0), default=8000,
-                    help="TCP port (default 8000; 0 picks a free one)")
-    sv.add_argument("--host", default="127.0.0.1",
-                    help="address to listen on (default 127.0.0.1: this computer only)")
+    sv.add_argument(
+        "--port",
+        type=_int_at_least(0),
+        default=8000,
+        help="TCP port (default 8000; 0 picks a free one)",
+    )
+    sv.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this computer only)",
+    )
     return parser
 
 
@@ -249,7 +308,8 @@ def _load_data(choice: str | None, normalize: bool = NORMALIZE) -> Dataset:
         if not folder.is_dir():
             raise CommandError(f"data folder {folder} does not exist (or is not a folder)")
         missing = [
-            name for name in data.FILES
+            name
+            for name in data.FILES
             if not (folder / name).is_file() and not (folder / (name + ".gz")).is_file()
         ]
         if missing:
@@ -358,8 +418,20 @@ def _make_optimizer(name: str, params, lr: float) -> optim.Optimizer:
 
 
 # the options that define a run: `train --resume DIR` takes them from DIR, not the command line
-RUN_OPTIONS = ("model", "epochs", "iterations", "lr", "batch_size", "optimizer", "schedule",
-               "limit_per_digit", "seed", "out", "recipe", "augment")
+RUN_OPTIONS = (
+    "model",
+    "epochs",
+    "iterations",
+    "lr",
+    "batch_size",
+    "optimizer",
+    "schedule",
+    "limit_per_digit",
+    "seed",
+    "out",
+    "recipe",
+    "augment",
+)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -369,7 +441,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.model is not None and args.model != NAMED_RECIPES[args.recipe]:
             raise CommandError(
                 f"--recipe {args.recipe} trains {NAMED_RECIPES[args.recipe]}; drop --model "
-                f"{args.model}", status=2
+                f"{args.model}",
+                status=2,
             )
         args.model = NAMED_RECIPES[args.recipe]
     if args.model is None:
@@ -418,13 +491,17 @@ def _resume(args: argparse.Namespace) -> int:
     if given:
         raise CommandError(
             f"--resume continues a run with the settings it was started with; drop "
-            f"{', '.join(given)} (only --data and --quiet may be given)", status=2
+            f"{', '.join(given)} (only --data and --quiet may be given)",
+            status=2,
         )
     out: Path = args.resume
     settings_path = out / RUN_SETTINGS
     if not (out / CHECKPOINT).is_file() or not settings_path.is_file():
-        finished = " (the run there has finished: it has model.npz)" if (
-            out / "model.npz").is_file() else ""
+        finished = (
+            " (the run there has finished: it has model.npz)"
+            if (out / "model.npz").is_file()
+            else ""
+        )
         raise CommandError(
             f"nothing to resume in {out}: expected {CHECKPOINT} and {RUN_SETTINGS} there, as an "
             f"interrupted `{PROG} train --out {out}` leaves them{finished}"
@@ -464,7 +541,8 @@ def _train(settings: dict, out: Path, quiet: bool, resuming: bool) -> int:
         steps = recipe["iterations"] or recipe["epochs"] * math.ceil(len(y) / recipe["batch_size"])
         scheduler = optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe["lr"], total_steps=steps)
     length = (
-        f"{recipe['iterations']} iterations" if recipe["iterations"]
+        f"{recipe['iterations']} iterations"
+        if recipe["iterations"]
         else f"{recipe['epochs']} epoch{'s' if recipe['epochs'] != 1 else ''}"
     )
     print(
@@ -498,7 +576,8 @@ def _train(settings: dict, out: Path, quiet: bool, resuming: bool) -> int:
         _forget_run(out)  # resuming would diverge again, step for step
         before = (
             f"the last finite loss was {err.last_finite_loss:.4g}"
-            if err.last_finite_loss is not None else "on the first step"
+            if err.last_finite_loss is not None
+            else "on the first step"
         )
         raise CommandError(
             f"training diverged at iteration {err.iteration}: the loss became {err.loss} "
@@ -515,16 +594,19 @@ def _train(settings: dict, out: Path, quiet: bool, resuming: bool) -> int:
 
     weights = out / "model.npz"
     model.save(weights)
-    _write_json(sidecar_path(weights), {
-        "model": name,
-        "normalize": NORMALIZE,
-        "seed": seed,
-        "data": dataset.source,
-        "train_examples": int(len(y)),
-        "recipe": recipe,
-        "seconds": round(seconds, 1),
-        "test_accuracy": evaluation.accuracy,
-    })
+    _write_json(
+        sidecar_path(weights),
+        {
+            "model": name,
+            "normalize": NORMALIZE,
+            "seed": seed,
+            "data": dataset.source,
+            "train_examples": int(len(y)),
+            "recipe": recipe,
+            "seconds": round(seconds, 1),
+            "test_accuracy": evaluation.accuracy,
+        },
+    )
     history.to_csv(out / "history.csv")
     history.to_json(out / "history.json")
     title = f"{name} on {dataset.source}"
@@ -535,8 +617,10 @@ def _train(settings: dict, out: Path, quiet: bool, resuming: bool) -> int:
     )
     plots.plot_filters(model, out / "filters.png")
     _forget_run(out)  # finished: model.json now records the run
-    print(f"trained in {seconds:.1f} s; wrote model.npz, model.json, history.csv, history.json, "
-          f"curves.png, confusion.png, misclassified.png, filters.png to {out}")
+    print(
+        f"trained in {seconds:.1f} s; wrote model.npz, model.json, history.csv, history.json, "
+        f"curves.png, confusion.png, misclassified.png, filters.png to {out}"
+    )
     print(evaluation)
     if evaluation.accuracy < CHANCE_ACCURACY and history.train_loss[-1] >= CHANCE_LOSS:
         raise CommandError(
@@ -561,9 +645,7 @@ def _infer_model(state: dict[str, np.ndarray]) -> str:
         candidate = {k: v.shape for k, v in build_model(name).state_dict().items()}
         if candidate == shapes:
             return name
-    raise CommandError(
-        f"the weights match none of the models ({', '.join(MODELS)}); pass --model"
-    )
+    raise CommandError(f"the weights match none of the models ({', '.join(MODELS)}); pass --model")
 
 
 @dataclass
@@ -620,9 +702,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dataset = _load_data(args.data, normalize=loaded.normalize)
     evaluation = train.evaluate(model, dataset.x_test, dataset.y_test)
     print(f"{name} from {weights} on {dataset.source} ({len(dataset.y_test)} test images)")
-    per_digit = "  ".join(
-        f"{d}: {100 * e:.2f}%" for d, e in enumerate(evaluation.per_digit_error)
-    )
+    per_digit = "  ".join(f"{d}: {100 * e:.2f}%" for d, e in enumerate(evaluation.per_digit_error))
     print(f"error rate per digit: {per_digit}")
     print(evaluation)
     return 0
@@ -637,8 +717,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise CommandError(f"output folder {out.parent} does not exist")
     sample = data.load_sample()
-    x = data.preprocess(sample.test_images[:args.batch], normalize=NORMALIZE)
-    y = sample.test_labels[:args.batch]
+    x = data.preprocess(sample.test_images[: args.batch], normalize=NORMALIZE)
+    y = sample.test_labels[: args.batch]
     nn.init.manual_seed(0)
     model = build_model(args.model)
     loss = nn.functional.nll_loss(model(Tensor(x)), y)
@@ -660,25 +740,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
     inputs = []
     for path in args.images:
         try:
-            inputs.append(data.prepare_image(path, invert=INVERT_CHOICES[args.invert],
-                                             normalize=loaded.normalize))
+            inputs.append(
+                data.prepare_image(
+                    path, invert=INVERT_CHOICES[args.invert], normalize=loaded.normalize
+                )
+            )
         except (OSError, ValueError) as err:
             raise CommandError(str(err).removeprefix("prepare_image: ")) from None
     probabilities = train.predict_proba(loaded.model, np.concatenate(inputs))
     digits = probabilities.argmax(axis=1)
     if args.json:
-        print(json.dumps({
-            "model": loaded.name,
-            "weights": str(args.weights),
-            "predictions": [
-                {"image": str(path), "digit": int(digit),
-                 "probabilities": [round(float(p), 6) for p in row]}
-                for path, digit, row in zip(args.images, digits, probabilities, strict=True)
-            ],
-        }))
+        print(
+            json.dumps(
+                {
+                    "model": loaded.name,
+                    "weights": str(args.weights),
+                    "predictions": [
+                        {
+                            "image": str(path),
+                            "digit": int(digit),
+                            "probabilities": [round(float(p), 6) for p in row],
+                        }
+                        for path, digit, row in zip(args.images, digits, probabilities, strict=True)
+                    ],
+                }
+            )
+        )
         return 0
     for path, digit, row in zip(args.images, digits, probabilities, strict=True):
-        likely = np.argsort(-row, kind="stable")[:args.top]
+        likely = np.argsort(-row, kind="stable")[: args.top]
         listing = ", ".join(f"{d} {_percent(row[d])}" for d in likely)
         print(f"{path}: {digit}  ({listing})")
     return 0
@@ -696,8 +786,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     info = {key: loaded.info[key] for key in ("test_accuracy", "data") if key in loaded.info}
     info.update(model=loaded.name, weights=str(args.weights))
     try:
-        serve.serve(loaded.model, args.host, args.port, normalize=loaded.normalize, info=info,
-                    weights=args.weights)
+        serve.serve(
+            loaded.model,
+            args.host,
+            args.port,
+            normalize=loaded.normalize,
+            info=info,
+            weights=args.weights,
+        )
     except OSError as err:
         reason = err.strerror or str(err)
         raise CommandError(f"cannot serve on {args.host}:{args.port}: {reason}") from None
@@ -730,8 +826,11 @@ def _stopped(err: KeyboardInterrupt, args: argparse.Namespace) -> int:
     if isinstance(err, train.TrainingInterrupted):
         where = f" at iteration {err.iteration} of {err.total}"
     if out is not None and (out / CHECKPOINT).is_file() and (out / RUN_SETTINGS).is_file():
-        print(f"{PROG}: {what}{where}; the run is saved in {out}: continue it with "
-              f"`{PROG} train --resume {out}`", file=sys.stderr)
+        print(
+            f"{PROG}: {what}{where}; the run is saved in {out}: continue it with "
+            f"`{PROG} train --resume {out}`",
+            file=sys.stderr,
+        )
     else:
         print(f"{PROG}: {what}{where}", file=sys.stderr)
     return 143 if terminated else 130

@@ -74,7 +74,10 @@ CONTENT_CHECKSUMS: dict[str, str] = {
     TEST_LABELS: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 COUNTS: dict[str, int] = {
-    TRAIN_IMAGES: 60_000, TRAIN_LABELS: 60_000, TEST_IMAGES: 10_000, TEST_LABELS: 10_000,
+    TRAIN_IMAGES: 60_000,
+    TRAIN_LABELS: 60_000,
+    TEST_IMAGES: 10_000,
+    TEST_LABELS: 10_000,
 }
 
 # yann.lecun.com is left out: it answers 403 to scripts.
@@ -193,9 +196,7 @@ def _parse_idx_labels(path: Path, data: bytes) -> np.ndarray:
     labels = np.frombuffer(data, dtype=np.uint8, offset=8).copy()
     if count and labels.max() > 9:
         bad = int(np.flatnonzero(labels > 9)[0])
-        raise MNISTFormatError(
-            f"{path}: label {bad} is {labels[bad]}, MNIST labels are digits 0-9"
-        )
+        raise MNISTFormatError(f"{path}: label {bad} is {labels[bad]}, MNIST labels are digits 0-9")
     return labels
 
 
@@ -250,8 +251,9 @@ def _assemble(paths: dict[str, Path], arrays: dict[str, np.ndarray]) -> MNIST:
 
 def _load_folder(paths: dict[str, Path]) -> MNIST:
     """Parse the four files named in ``paths``, in a folder the user named, into an MNIST tuple."""
-    return _assemble(paths, {name: _read_file(path, name, strict=False)
-                             for name, path in paths.items()})
+    return _assemble(
+        paths, {name: _read_file(path, name, strict=False) for name, path in paths.items()}
+    )
 
 
 # ---------------------------------------------------------------- finding files
@@ -684,9 +686,7 @@ def batches(
     if batch_size < 1:
         raise ValueError(f"batches: batch_size must be >= 1, got {batch_size}")
     if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
-        raise ValueError(
-            f"batches: x {x.shape} and y {y.shape} must have the same first dimension"
-        )
+        raise ValueError(f"batches: x {x.shape} and y {y.shape} must have the same first dimension")
     order = np.random.default_rng(seed).permutation(len(x)) if shuffle else None
     return _batch_iter(x, y, int(batch_size), order, drop_last)
 
@@ -699,9 +699,9 @@ def _batch_iter(
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         if order is None:
-            yield x[start:start + batch_size], y[start:start + batch_size]
+            yield x[start : start + batch_size], y[start : start + batch_size]
         else:
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             yield x[idx], y[idx]
 
 
@@ -757,7 +757,8 @@ def prepare_image(image_or_path, invert="auto", normalize: bool = False) -> np.n
     strength = float(ink.max()) - paper
     if strength < MIN_CONTRAST:
         hint = (
-            "" if chosen == "auto"
+            ""
+            if chosen == "auto"
             else f" (with invert={invert}: is the ink {'light' if invert else 'dark'}?)"
         )
         raise ValueError(
@@ -824,12 +825,12 @@ def _image_to_grey(image) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _array_to_grey(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """An (H, W[, C]) array as grey levels and alpha, both in [0, 1] (alpha None if absent)."""
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
-    ) or np.issubdtype(array.dtype, np.complexfloating):
-        raise TypeError(
-            f"prepare_image: expected an array of numbers, got dtype {array.dtype}"
-        )
+    if (
+        array.dtype == object
+        or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_)
+        or np.issubdtype(array.dtype, np.complexfloating)
+    ):
+        raise TypeError(f"prepare_image: expected an array of numbers, got dtype {array.dtype}")
     channels = array.shape[2] if array.ndim == 3 else None
     if array.ndim not in (2, 3) or channels not in (None, 1, 3, 4) or 0 in array.shape:
         raise ValueError(
@@ -882,7 +883,7 @@ def _crop_to_ink(ink: np.ndarray) -> np.ndarray:
     """The smallest rectangle of `ink` (H, W) holding every pixel at least INK_EDGE bright."""
     rows = np.flatnonzero((ink >= INK_EDGE).any(axis=1))
     cols = np.flatnonzero((ink >= INK_EDGE).any(axis=0))
-    return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def _fit_in_box(ink: np.ndarray, box: int) -> np.ndarray:
@@ -906,5 +907,5 @@ def _centre_by_mass(digit: np.ndarray, rows: int, cols: int) -> np.ndarray:
     top = int(np.clip(np.rint(CENTRE - centre_row), 0, rows - height))
     left = int(np.clip(np.rint(CENTRE - centre_col), 0, cols - width))
     field = np.zeros((rows, cols), dtype=np.float32)
-    field[top:top + height, left:left + width] = digit
+    field[top : top + height, left : left + width] = digit
     return field

@@ -82,8 +82,10 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
         return removed
     for entry in entries:
         match = TEMP_NAME.match(entry.name)
-        stale = not process_alive(int(match.group(1))) if match else bool(
-            OLD_TEMP_NAME.match(entry.name)
+        stale = (
+            not process_alive(int(match.group(1)))
+            if match
+            else bool(OLD_TEMP_NAME.match(entry.name))
         )
         if stale and entry.is_file():
             entry.unlink(missing_ok=True)
@@ -108,4 +110,3 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         )
     with archive:
         return {name: archive[name] for name in archive.files}
-

@@ -127,7 +127,12 @@ def plot_confusion(
             if counts[i, j]:
                 dark = fractions[i, j] > 0.1
                 ax.text(
-                    j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
+                    j,
+                    i,
+                    str(counts[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
                     color="white" if dark else ("black" if i == j else "tab:red"),
                 )
     ax.set_xticks(range(k))

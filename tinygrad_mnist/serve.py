@@ -105,8 +105,9 @@ class DigitServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], model: nn.Module, normalize: bool,
-                 info: dict | None = None):
+    def __init__(
+        self, address: tuple[str, int], model: nn.Module, normalize: bool, info: dict | None = None
+    ):
         super().__init__(address, _Handler)
         self.model = model
         self.normalize = normalize
@@ -125,8 +126,9 @@ class DigitServer(ThreadingHTTPServer):
         try:
             pixels = data.prepare_image(image)  # 0-1, what the page shows
         except ValueError as err:
-            raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY,
-                               str(err).removeprefix("prepare_image: ")) from None
+            raise RequestError(
+                HTTPStatus.UNPROCESSABLE_ENTITY, str(err).removeprefix("prepare_image: ")
+            ) from None
         x = data.preprocess(np.rint(pixels * 255).astype(np.uint8), normalize=self.normalize)
         start = time.perf_counter()
         with self.lock:
@@ -147,16 +149,19 @@ def _decode_image(request: object):
     from PIL import Image, UnidentifiedImageError
 
     if not isinstance(request, dict) or not isinstance(request.get("image"), str):
-        raise RequestError(HTTPStatus.BAD_REQUEST,
-                           'expected a JSON object {"image": "data:image/png;base64,..."}')
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST, 'expected a JSON object {"image": "data:image/png;base64,..."}'
+        )
     text = request["image"]
     prefix = next((p for p in DATA_URL_PREFIXES if text.startswith(p)), None)
     if prefix is None:
-        raise RequestError(HTTPStatus.BAD_REQUEST,
-                           "image must be a data URL starting with data:image/png;base64, "
-                           "or data:image/jpeg;base64,")
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST,
+            "image must be a data URL starting with data:image/png;base64, "
+            "or data:image/jpeg;base64,",
+        )
     try:
-        raw = base64.b64decode(text[len(prefix):], validate=True)
+        raw = base64.b64decode(text[len(prefix) :], validate=True)
     except (binascii.Error, ValueError):
         raise RequestError(HTTPStatus.BAD_REQUEST, "image is not valid base64") from None
     try:
@@ -202,14 +207,17 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
         if int(length) > MAX_BODY:
             self.close_connection = True  # the body is not read
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                               f"request of {int(length)} bytes; at most {MAX_BODY}")
+            raise RequestError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"request of {int(length)} bytes; at most {MAX_BODY}",
+            )
         body = self.rfile.read(int(length))
         try:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as err:
-            raise RequestError(HTTPStatus.BAD_REQUEST,
-                               f"request is not valid JSON ({err})") from None
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST, f"request is not valid JSON ({err})"
+            ) from None
 
     def _send_json(self, status: HTTPStatus, obj: object) -> None:
         self._send(status, json.dumps(obj).encode(), "application/json")
@@ -224,8 +232,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def make_server(model: nn.Module, host: str = "127.0.0.1", port: int = 8000,
-                normalize: bool = True, info: dict | None = None) -> DigitServer:
+def make_server(
+    model: nn.Module,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    normalize: bool = True,
+    info: dict | None = None,
+) -> DigitServer:
     """A DigitServer bound to host:port (port 0: any free port), not yet serving.
 
     Call `serve_forever()` on it (in a thread, for tests) and `shutdown()` / `server_close()`.
@@ -234,8 +247,14 @@ def make_server(model: nn.Module, host: str = "127.0.0.1", port: int = 8000,
     return DigitServer((host, port), model, normalize, info)
 
 
-def serve(model: nn.Module, host: str = "127.0.0.1", port: int = 8000, normalize: bool = True,
-          info: dict | None = None, weights: Path | None = None) -> None:
+def serve(
+    model: nn.Module,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    normalize: bool = True,
+    info: dict | None = None,
+    weights: Path | None = None,
+) -> None:
     """Serve the drawing page until Ctrl-C (or SIGTERM); prints the URL first.
 
     Raises OSError when host:port cannot be bound (in use, not an address of this computer).

@@ -105,8 +105,7 @@ class Evaluation:
     def __str__(self) -> str:
         """The one-line summary the CLI prints: `test accuracy: 99.12% (error rate 0.88%)`."""
         return (
-            f"test accuracy: {100 * self.accuracy:.2f}% "
-            f"(error rate {100 * self.error_rate:.2f}%)"
+            f"test accuracy: {100 * self.accuracy:.2f}% (error rate {100 * self.error_rate:.2f}%)"
         )
 
 
@@ -125,7 +124,7 @@ def _outputs(model: nn.Module, x: np.ndarray, batch_size: int, caller: str) -> n
     try:
         with no_grad():
             out = [
-                model(Tensor(x[start:start + batch_size])).data
+                model(Tensor(x[start : start + batch_size])).data
                 for start in range(0, len(x), batch_size)
             ]
     finally:
@@ -283,9 +282,9 @@ class History:
         for row in rows:
             history.append(
                 **{
-                    name: None if row[name] == "" else (int if name == "iteration" else float)(
-                        row[name]
-                    )
+                    name: None
+                    if row[name] == ""
+                    else (int if name == "iteration" else float)(row[name])
                     for name in row
                 }
             )
@@ -325,7 +324,8 @@ class TrainingDiverged(RuntimeError):
         self.iteration, self.loss, self.last_finite_loss = iteration, loss, last_finite_loss
         before = (
             f"the last finite loss was {last_finite_loss:.6g} (iteration {iteration - 1})"
-            if last_finite_loss is not None else "it was the first step"
+            if last_finite_loss is not None
+            else "it was the first step"
         )
         super().__init__(
             f"training diverged at iteration {iteration}: the loss is {loss}; {before}. "
@@ -444,12 +444,14 @@ def _resume(
     saved_run = ckpt.info.get("run", {})
     different = [
         f"{key}: checkpoint {saved_run.get(key)!r}, this call {value!r}"
-        for key, value in run.items() if saved_run.get(key) != value
+        for key, value in run.items()
+        if saved_run.get(key) != value
     ]
     if different:
         raise ValueError(
             f"fit: cannot resume from {path}: it was made by a different run ("
-            + "; ".join(different) + "); resume with the same arguments and data"
+            + "; ".join(different)
+            + "); resume with the same arguments and data"
         )
     try:
         model.load_state_dict(ckpt.model)
@@ -586,8 +588,14 @@ def fit(
     model.train()
     start = last_save = time.perf_counter()
     postfix: dict[str, str] = {}
-    bar = tqdm(total=total, initial=pos.iteration, disable=not progress, unit="step",
-               dynamic_ncols=True, leave=True)
+    bar = tqdm(
+        total=total,
+        initial=pos.iteration,
+        disable=not progress,
+        unit="step",
+        dynamic_ncols=True,
+        leave=True,
+    )
     stream = _batch_stream(x, y, batch_size, seed, start=pos.iteration)
     with stop_requests(active=checkpoint is not None) as stop:
         try:
@@ -620,8 +628,10 @@ def fit(
                 pos.iteration = step
                 bar.update(1)
                 if progress and (step % 10 == 0 or step == total):
-                    postfix.update(loss=f"{pos.loss_sum / pos.seen:.3f}",
-                                   acc=f"{1 - pos.errors / pos.seen:.2%}")
+                    postfix.update(
+                        loss=f"{pos.loss_sum / pos.seen:.3f}",
+                        acc=f"{1 - pos.errors / pos.seen:.2%}",
+                    )
                     bar.set_postfix(postfix, refresh=False)
 
                 if step % eval_every == 0 or step == total:
@@ -651,7 +661,8 @@ def fit(
                     continue
                 now = time.perf_counter()
                 due = (
-                    step % checkpoint_every == 0 if checkpoint_every is not None
+                    step % checkpoint_every == 0
+                    if checkpoint_every is not None
                     else step % steps_per_epoch == 0 or now - last_save >= CHECKPOINT_SECONDS
                 )
                 if due or step == total or stop.signum is not None:

@@ -316,8 +316,13 @@ def _module_node(key: str, call: ModuleCall, output: Tensor, show_grad: bool) ->
 
 
 def _kind_style(kind: str) -> dict[str, str]:
-    fills = {"op": OP_FILL, "param": PARAM_FILL, "buffer": BUFFER_FILL, "input": INPUT_FILL,
-             "module": MODULE_FILL}
+    fills = {
+        "op": OP_FILL,
+        "param": PARAM_FILL,
+        "buffer": BUFFER_FILL,
+        "input": INPUT_FILL,
+        "module": MODULE_FILL,
+    }
     style = {"param": "filled", "input": "filled", "buffer": "filled,dashed"}.get(
         kind, "rounded,filled"
     )
