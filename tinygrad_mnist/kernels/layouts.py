@@ -19,7 +19,8 @@ runs of C numbers. The kernels therefore agree on these layouts:
    and backward, and each conv's backward gets its gradient in its own output's layout.
 4. MatMul: a column-major 2-D left operand (a flattened batch-last output, whose reshape is a
    column-major view) gets a column-major gradient, so the layers before it see their own
-   layout again.
+   layout again; a column-major right operand (Linear's transposed weight) likewise, so the
+   weight's gradient is C-ordered like the weight, and the optimizer streams through both.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from .base import Kernel
 
 
 class ThreadedMatMul(Kernel, ops.MatMul):
-    """a @ b for 2-D operands, split across the cores; the gradient of a column-major `a` is
-    column-major too (`layouts`, agreement 4)."""
+    """a @ b for 2-D operands, split across the cores; the gradient of a column-major operand
+    is column-major too (`layouts`, agreement 4)."""
 
     kernel = "threaded"
 
@@ -35,5 +35,10 @@ class ThreadedMatMul(Kernel, ops.MatMul):
             else:
                 grad_a = parallel.matmul(grad, b.T)
         if self.needs_input_grad[1]:
-            grad_b = parallel.matmul(a.T, grad)
+            if b.flags.f_contiguous and not b.flags.c_contiguous:
+                # b is a transposed weight (Linear's W^T): (grad^T @ a)^T is column-major, so
+                # the weight's own gradient comes out C-ordered, as the optimizer reads it
+                grad_b = parallel.matmul(grad.T, a).T
+            else:
+                grad_b = parallel.matmul(a.T, grad)
         return grad_a, grad_b

@@ -108,7 +108,8 @@ class Saved(NamedTuple):
     """What backward needs from forward."""
 
     patches: list[np.ndarray] | None  # V per batch chunk: (36, tiles, C); None: no d/dweight
-    weights: np.ndarray  # U: (36, C, O)
+    weights_t: np.ndarray  # U^T, (36, O, C), C-ordered: NumPy's batched matmul runs a
+    # transposed view ~1.7x slower than a C-ordered operand
     input_shape: tuple[int, int, int, int]  # (N, H, W, C) of the (padded) input
     tiles: tuple[int, int]  # tile rows and columns
     chunks: list[slice]  # the batch chunks, see `_chunks`
@@ -169,7 +170,8 @@ def forward(
 
     macs = PATCH * PATCH * n * th * tw * c * o
     kept = [v for part in parallel.split(len(chunks), run, macs=macs) for v in part]
-    saved = Saved(kept if keep_patches else None, u, (n, h, w, c), (th, tw), chunks)
+    u_t = np.ascontiguousarray(u.transpose(0, 2, 1))
+    saved = Saved(kept if keep_patches else None, u_t, (n, h, w, c), (th, tw), chunks)
     return out[:, : h - 2, : w - 2], saved
 
 
@@ -214,7 +216,7 @@ def backward(
             if need_weight:
                 du += np.matmul(saved.patches[k].transpose(0, 2, 1), dm)  # (36, C, O)
             if need_input:
-                dv = np.matmul(dm, saved.weights.transpose(0, 2, 1))  # (36, tiles, C)
+                dv = np.matmul(dm, saved.weights_t)  # (36, tiles, C)
                 dpatches = _both_sides(mats.data.T, dv).reshape(PATCH, PATCH, -1, th, tw, c)
                 _add_patches(dpatches, gx[chunk])
         return du

@@ -1,0 +1,58 @@
+"""The cache sizes the kernels size their pieces by, and the chunked Adam kernel's pieces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinygrad_mnist.kernels import caches, optimizers
+
+
+@pytest.mark.parametrize(
+    "text, size", [("2048K", 2 << 20), ("1M", 1 << 20), ("65536", 65536), (" 512K\n", 512 << 10)]
+)
+def test_sysfs_sizes_are_read_in_bytes(text, size):
+    assert caches.parse_size(text) == size
+
+
+def test_l2_size_falls_back_when_the_machine_hides_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(caches, "CACHE_INFO", tmp_path)
+    caches.l2_bytes.cache_clear()
+    try:
+        assert caches.l2_bytes() == caches.FALLBACK_L2_BYTES
+    finally:
+        caches.l2_bytes.cache_clear()
+
+
+def test_l2_size_is_read_from_sysfs(tmp_path, monkeypatch):
+    for name, level, kind, size in [("index0", 1, "Data", "48K"), ("index2", 2, "Unified", "1M")]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "level").write_text(f"{level}\n")
+        (tmp_path / name / "type").write_text(f"{kind}\n")
+        (tmp_path / name / "size").write_text(f"{size}\n")
+    monkeypatch.setattr(caches, "CACHE_INFO", tmp_path)
+    caches.l2_bytes.cache_clear()
+    try:
+        assert caches.l2_bytes() == 1 << 20
+        assert caches.elements_per_piece(4) == (1 << 20) // 2 // 16
+    finally:
+        caches.l2_bytes.cache_clear()
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_adam_in_pieces_equals_adam_in_one_go(monkeypatch, order):
+    """Pieces far smaller than the arrays (and a gradient in another memory order) give the
+    update of the whole arrays at once, bit for bit."""
+    rng = np.random.default_rng(0)
+    shape = (37, 1001)
+    data = rng.standard_normal(shape).astype(np.float32)
+    g = np.asarray(rng.standard_normal(shape).astype(np.float32), order=order)
+    m = rng.standard_normal(shape).astype(np.float32)
+    v = rng.random(shape).astype(np.float32)
+    args = (0.9, 0.999, 1e-3, 0.7, 1e-8)
+    whole = [a.copy() for a in (data, g, m, v)]
+    optimizers._update(*whole, *args)
+    monkeypatch.setattr(caches, "elements_per_piece", lambda arrays, itemsize=4: 1000)
+    optimizers.adam_update_(data, g, m, v, *args)
+    for ours, expected in zip((data, m, v), (whole[0], whole[2], whole[3]), strict=True):
+        np.testing.assert_array_equal(ours, expected)
