@@ -26,6 +26,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from . import caches
+
 R = TypeVar("R")
 
 # A job costing less than this many array elements' worth of elementwise work runs in one piece:
@@ -102,6 +104,25 @@ def split(n: int, work: Callable[[slice], R], *, elements: int = 0, macs: int = 
         finally:
             wait(futures)  # never leave a part running on memory the caller gets back
         return [first] + [f.result() for f in futures]
+
+
+def split_in_pieces(
+    n: int, work: Callable[[slice], None], *, item_bytes: int, elements: int = 0
+) -> None:
+    """`split`, with each core handing its part to `work` in pieces that fit its L2 cache.
+
+    `item_bytes` is what one of the n items (one image, say) needs in memory, temporaries
+    included; a chain of elementwise steps on a piece then runs in the cache and reads and
+    writes main memory once. Items must be whole runs of memory for this to help: slice the
+    batch axis only when it is the outermost one in memory.
+    """
+    piece = max(1, caches.l2_bytes() // 2 // max(1, item_bytes))
+
+    def in_pieces(part: slice) -> None:
+        for start in range(part.start, part.stop, piece):
+            work(slice(start, min(start + piece, part.stop)))
+
+    split(n, in_pieces, elements=elements)
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

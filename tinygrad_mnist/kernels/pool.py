@@ -26,6 +26,18 @@ def tiles(x: np.ndarray, oh: int, ow: int, kh: int, kw: int) -> np.ndarray:
     return x[:, :, : oh * kh, : ow * kw].reshape(n, c, oh, kh, ow, kw)
 
 
+def _split(x_tiles: np.ndarray, out: np.ndarray, work, elements: int) -> None:
+    """Run work(part) over the batch on all cores, in cache-sized pieces of images when each
+    image is one run of memory (the batch axis outermost), else in one part per core."""
+    n = len(out)
+    if x_tiles.strides[0] == max(map(abs, x_tiles.strides)):
+        # an image of x, plus about four pooled-size arrays of temporaries and results
+        item_bytes = (x_tiles.nbytes + 4 * out.size * max(out.itemsize, 4)) // max(n, 1)
+        parallel.split_in_pieces(n, work, item_bytes=item_bytes, elements=elements)
+    else:
+        parallel.split(n, work, elements=elements)
+
+
 class TiledMaxPool2d(Kernel, ops.MaxPool2d):
     """MaxPool2d when the windows tile the input (kernel_size == stride)."""
 
@@ -77,7 +89,7 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
                 np.greater(bottom, top, out=bottom_row)
             np.maximum(top, bottom, out=out[part])
 
-        parallel.split(len(out), part_max, elements=out.size * 8)  # ~6 passes
+        _split(x_tiles, out, part_max, elements=out.size * 8)  # ~6 passes
         self.pair_winners = picks
 
     def _max_tiles(self, x_tiles, out):
@@ -146,7 +158,7 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
             np.multiply(to_bottom, right_in_bottom[part], out=part_tiles[:, :, :, 1, :, 1])
             np.multiply(to_bottom, ~right_in_bottom[part], out=part_tiles[:, :, :, 1, :, 0])
 
-        parallel.split(len(grad), part_grad, elements=grad.size * 8)
+        _split(grad_tiles, grad, part_grad, elements=grad.size * 8)
 
     def _route_tiles(self, grad, grad_tiles):
         """Each tile's gradient to the offset recorded in `winner`."""
