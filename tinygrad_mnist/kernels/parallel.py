@@ -106,21 +106,35 @@ def split(n: int, work: Callable[[slice], R], *, elements: int = 0, macs: int = 
         return [first] + [f.result() for f in futures]
 
 
-def split_in_pieces(
-    n: int, work: Callable[[slice], None], *, item_bytes: int, elements: int = 0
+def split_array(
+    x: np.ndarray,
+    work: Callable[[tuple[slice, ...]], None],
+    *,
+    axes: tuple[int, ...] = (0,),
+    elements: int = 0,
+    working_bytes: int = 0,
 ) -> None:
-    """`split`, with each core handing its part to `work` in pieces that fit its L2 cache.
+    """`split` over whichever of x's `axes` is outermost in its memory; `work(index)` gets the
+    index (slices) of its part of x, which selects the same part of any array sharing x's
+    leading axes.
 
-    `item_bytes` is what one of the n items (one image, say) needs in memory, temporaries
-    included; a chain of elementwise steps on a piece then runs in the cache and reads and
-    writes main memory once. Items must be whole runs of memory for this to help: slice the
-    batch axis only when it is the outermost one in memory.
+    Cutting the outermost axis gives each core whole runs of memory: a batch-last (C, H, W, N)
+    array is cut by channels, not into half-length runs of N. When that axis is also outermost
+    of all, each core hands its part to `work` in pieces that fit half its L2 cache
+    (`caches`), with `working_bytes` what the whole job keeps in memory, temporaries
+    included: a chain of elementwise steps on a piece then runs in the cache and reads and
+    writes main memory once.
     """
-    piece = max(1, caches.l2_bytes() // 2 // max(1, item_bytes))
+    axis = max(axes, key=lambda a: abs(x.strides[a]))
+    lead = (slice(None),) * axis
+    n = x.shape[axis]
+    piece = n
+    if working_bytes and abs(x.strides[axis]) == max(abs(s) for s in x.strides):
+        piece = max(1, caches.l2_bytes() // 2 * n // working_bytes)
 
     def in_pieces(part: slice) -> None:
         for start in range(part.start, part.stop, piece):
-            work(slice(start, min(start + piece, part.stop)))
+            work((*lead, slice(start, min(start + piece, part.stop))))
 
     split(n, in_pieces, elements=elements)
 

@@ -27,15 +27,11 @@ def tiles(x: np.ndarray, oh: int, ow: int, kh: int, kw: int) -> np.ndarray:
 
 
 def _split(x_tiles: np.ndarray, out: np.ndarray, work, elements: int) -> None:
-    """Run work(part) over the batch on all cores, in cache-sized pieces of images when each
-    image is one run of memory (the batch axis outermost), else in one part per core."""
-    n = len(out)
-    if x_tiles.strides[0] == max(map(abs, x_tiles.strides)):
-        # an image of x, plus about four pooled-size arrays of temporaries and results
-        item_bytes = (x_tiles.nbytes + 4 * out.size * max(out.itemsize, 4)) // max(n, 1)
-        parallel.split_in_pieces(n, work, item_bytes=item_bytes, elements=elements)
-    else:
-        parallel.split(n, work, elements=elements)
+    """Run work(index) on all cores over the batch or the channels, whichever is outermost in
+    memory, in cache-sized pieces (`parallel.split_array`)."""
+    # x, plus about four pooled-size arrays of temporaries and results
+    working_bytes = x_tiles.nbytes + 4 * out.size * max(out.itemsize, 4)
+    parallel.split_array(x_tiles, work, axes=(0, 1), elements=elements, working_bytes=working_bytes)
 
 
 class TiledMaxPool2d(Kernel, ops.MaxPool2d):
@@ -114,7 +110,7 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
                     part_winner += step
                 np.maximum(part_out, v, out=part_out)
 
-        parallel.split(len(out), part_max, elements=x_tiles.size * 5)  # ~5 passes per offset
+        _split(x_tiles, out, part_max, elements=x_tiles.size * 5)  # ~5 passes per offset
         self.winner = winner
 
     def _send_nan_gradients_to_last_nan(self, x_tiles):
@@ -173,4 +169,4 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
                 for j in range(kw):
                     np.multiply(g, winner == i * kw + j, out=part_tiles[:, :, :, i, :, j])
 
-        parallel.split(len(grad), part_grad, elements=grad.size * kh * kw * 2)
+        _split(grad_tiles, grad, part_grad, elements=grad.size * kh * kw * 2)
