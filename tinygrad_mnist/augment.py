@@ -27,8 +27,8 @@ def random_shifts(x: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -
     padded = np.empty((n, c, h + 2 * m, w + 2 * m), dtype=x.dtype)
     padded[...] = background[:, None, None, None]
     padded[:, :, m : m + h, m : m + w] = x
-    dy = rng.integers(-m, m + 1, size=n)
-    dx = rng.integers(-m, m + 1, size=n)
+    dy = np.asarray(rng.integers(-m, m + 1, size=n))
+    dx = np.asarray(rng.integers(-m, m + 1, size=n))
     rows = (np.arange(h)[None, :] + m - dy[:, None])[:, None, :, None]  # (n, 1, h, 1)
     cols = (np.arange(w)[None, :] + m - dx[:, None])[:, None, None, :]  # (n, 1, 1, w)
     return padded[np.arange(n)[:, None, None, None], np.arange(c)[None, :, None, None], rows, cols]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import nn
-from .files import NPZ_ERRORS, read_npz, write_atomically
+from .files import NPZ_ERRORS, read_npz, write_npz
 from .optim import Optimizer
 
 FORMAT = "tinygrad_mnist checkpoint 1"
@@ -83,7 +83,7 @@ def save_checkpoint(
     }
     arrays["meta"] = np.array(json.dumps(meta))
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_atomically(path, lambda f: np.savez(f, **arrays), binary=True)
+    return write_npz(path, arrays)
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

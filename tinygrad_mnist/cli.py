@@ -356,9 +356,8 @@ def _full_mnist_or_sample() -> tuple[data.MNIST, str]:
 
 def _one_line_reason(err: BaseException) -> str:
     """Why full MNIST is unavailable, on one line (every mirror's failure for a download)."""
-    failures = getattr(err, "failures", None)
-    if failures:
-        return f"could not download {err.name}: " + "; ".join(failures)
+    if isinstance(err, data.DownloadError) and err.failures:
+        return f"could not download {err.name}: " + "; ".join(err.failures)
     return " ".join(str(err).split()) or type(err).__name__
 
 
@@ -590,7 +589,8 @@ def _train(settings: dict, out: Path, quiet: bool, resuming: bool) -> int:
     seconds = time.perf_counter() - start
     if resuming:
         seconds = history.seconds[-1] if history.seconds else seconds
-    evaluation = history.final  # on the whole test set, after the last step
+    # on the whole test set, after the last step (fit always leaves it when given a test set)
+    evaluation = history.final or train.evaluate(model, dataset.x_test, dataset.y_test)
 
     weights = out / "model.npz"
     model.save(weights)

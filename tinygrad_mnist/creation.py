@@ -69,7 +69,9 @@ def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor
 
 def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A tensor filled with `fill_value` (float32 for a float, int64 for an int, as PyTorch)."""
-    default = np.int64 if isinstance(fill_value, (int, np.integer)) else np.float32
+    default: type[np.generic] = (
+        np.int64 if isinstance(fill_value, (int, np.integer)) else np.float32
+    )
     if isinstance(fill_value, (np.bool_,)) or fill_value is True or fill_value is False:
         default = np.bool_
     array = np.full(_size((size,), "full"), fill_value, dtype=default)

@@ -12,7 +12,7 @@ import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +75,7 @@ def process_alive(pid: int) -> bool:
 def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporary files (``.NAME.PID.RANDOM.tmp`` or ``.part``) in `folder` left by
     processes that no longer run; returns what was deleted. Others' live files are kept."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(Path(folder).iterdir())
     except OSError:
@@ -95,6 +95,13 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
 
 # what reading a damaged or foreign file as an .npz archive can raise
 NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)
+
+
+def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:
+    """Write `arrays` to an `.npz` archive at `path`, atomically, each under its own name."""
+    # NumPy's stubs fear a key named like a keyword of savez; ours are "0.weight", "meta", ...
+    savez: Callable[..., None] = np.savez
+    return write_atomically(path, lambda f: savez(f, **arrays), binary=True)
 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

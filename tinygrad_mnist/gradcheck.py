@@ -75,7 +75,8 @@ def gradcheck(
         with no_grad():
             return float(np.sum(fn(*inputs).data * projection))
 
-    worst = None  # (excess, input index, element index, analytic, numeric)
+    # (excess, input index, element index, analytic, numeric)
+    worst: tuple[float, int, tuple[int, ...], float, float] | None = None
     failures = total = 0
     for i in checked:
         data = inputs[i].data
@@ -100,12 +101,12 @@ def gradcheck(
             if worst is None or excess > worst[0]:
                 worst = (excess, i, tuple(int(k) for k in index), value, numeric)
 
-    if failures == 0:
+    if failures == 0 or worst is None:
         return True
-    _, i, index, value, numeric = worst
+    _, i, where, value, numeric = worst
     message = (
         f"gradcheck: {failures} of {total} gradient elements disagree with finite differences. "
-        f"Worst: input {i} (shape {inputs[i].shape}), element {index}: analytic {value:.6g}, "
+        f"Worst: input {i} (shape {inputs[i].shape}), element {where}: analytic {value:.6g}, "
         f"numeric {numeric:.6g}, difference {abs(value - numeric):.3g} "
         f"(allowed {atol + rtol * abs(numeric):.3g} = atol {atol} + rtol {rtol} * |numeric|)"
     )

@@ -16,6 +16,7 @@ also have faster twins in `kernels/` (same inputs, outputs and rules, tested equ
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -32,7 +33,7 @@ class Op(ABC):
 
     def __init__(self, needs_input_grad: tuple[bool, ...]):
         self.needs_input_grad = needs_input_grad
-        self.attrs: dict = {}
+        self.attrs: dict[str, Any] = {}
 
     @property
     def name(self) -> str:
@@ -41,8 +42,11 @@ class Op(ABC):
         return textbook.__name__
 
     @abstractmethod
-    def forward(self, *inputs: np.ndarray, **attrs) -> np.ndarray:
-        """The op's result from its input arrays; saves what backward needs on self."""
+    def forward(self, *inputs: Any, **attrs: Any) -> np.ndarray:
+        """The op's result from its input arrays; saves what backward needs on self.
+
+        Each op names its own inputs (`x`, `weight`, ...) and attributes (`axis`, `stride`, ...).
+        """
 
     @abstractmethod
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:

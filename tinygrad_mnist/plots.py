@@ -218,6 +218,7 @@ def plot_filters(
         if i < count:
             image = ax.imshow(w[i], cmap="RdBu_r", vmin=-limit, vmax=limit)
             ax.set_title(f"#{i}", fontsize=9)
-    fig.colorbar(image, ax=list(axes), shrink=0.8, label="weight")
+    if image is not None:
+        fig.colorbar(image, ax=list(axes), shrink=0.8, label="weight")
     fig.suptitle(title or f"First conv layer: {count} learned {w.shape[1]}x{w.shape[2]} filters")
     return _finish(fig, path)

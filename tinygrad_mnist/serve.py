@@ -77,6 +77,8 @@ def read_digit(model: nn.Module, x: np.ndarray) -> Reading:
         log_probabilities = model(image).log_softmax(1)
         digit = int(np.argmax(log_probabilities.data[0]))
         log_probabilities[0, digit].backward()
+        saliency = image.grad
+        assert saliency is not None  # the input requires grad and backward just ran
     finally:
         for parameter, flag in flags:
             parameter.requires_grad = flag
@@ -84,7 +86,7 @@ def read_digit(model: nn.Module, x: np.ndarray) -> Reading:
     return Reading(
         digit=digit,
         probabilities=np.exp(log_probabilities.data[0].astype(np.float64)),
-        saliency=image.grad[0, 0].astype(np.float64),
+        saliency=saliency[0, 0].astype(np.float64),
     )
 
 
@@ -117,7 +119,7 @@ class DigitServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = str(self.server_address[0]), self.server_address[1]
         return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
     def predict(self, request: object) -> dict:

@@ -8,6 +8,9 @@ adding the gradients up.
 
 from __future__ import annotations
 
+# Tensor has methods named bool, int and float (as torch.Tensor), which hide the builtin types
+# inside the class body: annotations there spell them builtins.bool and so on.
+import builtins
 import contextlib
 import math
 import numbers
@@ -32,6 +35,7 @@ class _GradMode(contextlib.ContextDecorator):
     """Base of no_grad / enable_grad: set gradient recording on or off inside a block."""
 
     enabled = False
+    _previous: list[bool]
 
     def __new__(cls, func=None):
         self = super().__new__(cls)
@@ -232,7 +236,7 @@ class Tensor:
             if _CATEGORY[kind] <= _CATEGORY[self.dtype.kind]:
                 dtype = self.dtype
             else:
-                dtype = np.float32 if kind == "f" else np.int64
+                dtype = np.dtype(np.float32 if kind == "f" else np.int64)
             return Tensor(np.asarray(other, dtype=dtype))
         if isinstance(other, (np.ndarray, list, tuple)):
             return Tensor(other)
@@ -468,7 +472,9 @@ class Tensor:
         # arrays a tensor's .grad may not take over without a copy: the caller's, and those
         # already stored as some .grad (an op like add hands one array to both its inputs)
         shared = {id(seed)} if grad is not None else set()
-        for node in reversed(topological_order(self, only_requiring_grad=True)):
+        order = topological_order(self, only_requiring_grad=True)
+        assert order is not None  # None only when given a limit
+        for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
@@ -506,7 +512,7 @@ class Tensor:
         """A new leaf tensor sharing this data, cut off from the graph."""
         return Tensor(self.data)
 
-    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+    def requires_grad_(self, requires_grad: builtins.bool = True) -> Tensor:
         """Set `requires_grad` on this leaf in place; returns self."""
         if not requires_grad and not self.is_leaf:
             raise RuntimeError(
@@ -689,7 +695,7 @@ class Tensor:
             return self / other
         return self._in_place("div_", np.true_divide, other)
 
-    def _records(self, other) -> bool:
+    def _records(self, other) -> builtins.bool:
         """Whether `x op= other` must record (grad enabled, and a non-leaf or a grad operand)."""
         if not _grad_enabled:
             return False
@@ -750,12 +756,12 @@ class Tensor:
             return self._become(before / other)
         return self._in_place("div_", np.true_divide, _plain(other))
 
-    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+    def normal_(self, mean: builtins.float = 0.0, std: builtins.float = 1.0) -> Tensor:
         """Fill with normal samples (from the generator `manual_seed` seeds), in place."""
         draw = seeding.generator.normal
         return self._in_place("normal_", lambda x, _: draw(mean, std, size=x.shape))
 
-    def uniform_(self, a: float = 0.0, b: float = 1.0) -> Tensor:
+    def uniform_(self, a: builtins.float = 0.0, b: builtins.float = 1.0) -> Tensor:
         """Fill with samples uniform in [a, b) (from the generator `manual_seed` seeds)."""
         draw = seeding.generator.uniform
         return self._in_place("uniform_", lambda x, _: draw(a, b, size=x.shape))
@@ -792,7 +798,8 @@ class Tensor:
             # safe unless an op already recorded this tensor as an input: its gradient would
             # then flow into the new values (PyTorch's version counters refuse that too)
             if self.requires_grad and self.is_leaf:
-                return self._in_place("__setitem__", None)  # PyTorch's leaf error
+                self._in_place("__setitem__", None)  # raises PyTorch's leaf error
+                return
             before = self._graph_input(value)
             if before is None:  # a recorded result some op already used
                 raise RuntimeError(
@@ -918,7 +925,7 @@ class Tensor:
         """x * x elementwise.   d/dx = 2x"""
         return self * self
 
-    def leaky_relu(self, negative_slope: float = 0.01) -> Tensor:
+    def leaky_relu(self, negative_slope: builtins.float = 0.01) -> Tensor:
         """x where x > 0, else negative_slope * x.   d/dx = 1 or negative_slope"""
         return Tensor._apply(ops.LeakyReLU, self, negative_slope=float(negative_slope))
 
@@ -993,13 +1000,17 @@ class Tensor:
             keepdim = keepdims
         return self._dims(dim, name), bool(keepdim)
 
-    def sum(self, dim=None, keepdim: bool = False, *, dtype=None, axis=None, keepdims=None):
+    def sum(
+        self, dim=None, keepdim: builtins.bool = False, *, dtype=None, axis=None, keepdims=None
+    ):
         """Sum over `dim` (an int, a tuple, or None for all).   d/dx = 1"""
         dim, keepdim = self._reduce_args("sum", dim, keepdim, axis, keepdims)
         x = self if dtype is None else self.to(dtype)
         return Tensor._apply(ops.Sum, x, axis=dim, keepdims=keepdim)
 
-    def mean(self, dim=None, keepdim: bool = False, *, dtype=None, axis=None, keepdims=None):
+    def mean(
+        self, dim=None, keepdim: builtins.bool = False, *, dtype=None, axis=None, keepdims=None
+    ):
         """Mean over `dim` (an int, a tuple, or None for all).   d/dx = 1/n"""
         dim, keepdim = self._reduce_args("mean", dim, keepdim, axis, keepdims)
         x = self if dtype is None else self.to(dtype)
@@ -1014,7 +1025,7 @@ class Tensor:
         self,
         dim=None,
         unbiased=None,
-        keepdim: bool = False,
+        keepdim: builtins.bool = False,
         *,
         correction=None,
         axis=None,
@@ -1034,7 +1045,7 @@ class Tensor:
         self,
         dim=None,
         unbiased=None,
-        keepdim: bool = False,
+        keepdim: builtins.bool = False,
         *,
         correction=None,
         axis=None,
@@ -1045,18 +1056,18 @@ class Tensor:
             dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims
         ).sqrt()
 
-    def amax(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
+    def amax(self, dim=None, keepdim: builtins.bool = False, *, axis=None, keepdims=None) -> Tensor:
         """Maximum over `dim` (an int, a tuple or None).   d/dx = 1 at the maximum, ties share it"""
         dim, keepdim = self._reduce_args("amax", dim, keepdim, axis, keepdims)
         if self.numel() == 0:
             raise ValueError(f"amax: cannot take the max of an empty tensor of shape {self.shape}")
         return Tensor._apply(ops.Max, self, axis=dim, keepdims=keepdim)
 
-    def amin(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
+    def amin(self, dim=None, keepdim: builtins.bool = False, *, axis=None, keepdims=None) -> Tensor:
         """Minimum over `dim`: -amax(-x) (ties share the gradient)."""
         return -(-self).amax(dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def max(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+    def max(self, dim=None, keepdim: builtins.bool = False, *, axis=None, keepdims=None):
         """As PyTorch: `max()` is the 0-d maximum (ties share the gradient); `max(dim)` is the
         named tuple (values, indices) along dim (the gradient goes to the index); `max(other)`
         with a Tensor is `maximum(other)`."""
@@ -1064,7 +1075,7 @@ class Tensor:
             return self.maximum(dim)
         return self._extreme("max", dim, keepdim, axis, keepdims)
 
-    def min(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+    def min(self, dim=None, keepdim: builtins.bool = False, *, axis=None, keepdims=None):
         """As PyTorch: `min()` is the 0-d minimum, `min(dim)` the named tuple (values, indices),
         `min(other)` with a Tensor is `minimum(other)`."""
         if isinstance(dim, Tensor):
@@ -1083,16 +1094,20 @@ class Tensor:
             )
         keepdim = bool(keepdim if keepdims is None else keepdims)
         indices = self.argmax(dim, keepdim=True) if name == "max" else self.argmin(dim, True)
-        values = self.gather(dim, indices)
+        values = self.gather(int(dim), indices)
         if not keepdim:
             values, indices = values.squeeze(dim), indices.squeeze(dim)
         return ValuesIndices(values, indices)
 
-    def argmax(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
+    def argmax(
+        self, dim=None, keepdim: builtins.bool = False, *, axis=None, keepdims=None
+    ) -> Tensor:
         """Index of the (first) maximum along dim, or in the flattened tensor; int64, no grad."""
         return self._arg("argmax", np.argmax, dim, keepdim, axis, keepdims)
 
-    def argmin(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
+    def argmin(
+        self, dim=None, keepdim: builtins.bool = False, *, axis=None, keepdims=None
+    ) -> Tensor:
         """Index of the (first) minimum along dim, or in the flattened tensor; int64, no grad."""
         return self._arg("argmin", np.argmin, dim, keepdim, axis, keepdims)
 
@@ -1107,7 +1122,7 @@ class Tensor:
             out = np.expand_dims(out, dim) if dim is not None else out.reshape((1,) * self.ndim)
         return Tensor(out)
 
-    def gather(self, dim: int, index) -> Tensor:
+    def gather(self, dim: builtins.int, index) -> Tensor:
         """out[i][j] = self[index[i][j]][j] for dim 0 (and so on): picks along dim.
 
         d/dx scatters the gradient back to the picked places (repeats add).
@@ -1124,7 +1139,7 @@ class Tensor:
         grid[dim] = np.asarray(index)
         return self[tuple(grid)]
 
-    def logsumexp(self, dim, keepdim: bool = False) -> Tensor:
+    def logsumexp(self, dim, keepdim: builtins.bool = False) -> Tensor:
         """log(sum(exp(x))) over dim, shifted by the max so that large values do not overflow.
 
         d/dx = softmax(x) along dim
@@ -1134,7 +1149,7 @@ class Tensor:
         out = (self - shift).exp().sum(dim, keepdim=True).log() + shift
         return out if keepdim else out.squeeze(dim)
 
-    def norm(self, p=2, dim=None, keepdim: bool = False) -> Tensor:
+    def norm(self, p=2, dim=None, keepdim: builtins.bool = False) -> Tensor:
         """The p-norm over dim (None: all elements): p = 2 (sqrt of the sum of squares) or 1
         (sum of absolute values)."""
         if p == 2 or p == "fro":
@@ -1171,7 +1186,7 @@ class Tensor:
         """`reshape(other.shape)`."""
         return self.reshape(other.shape)
 
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    def flatten(self, start_dim: builtins.int = 0, end_dim: builtins.int = -1) -> Tensor:
         """Merge dims start_dim..end_dim into one (`flatten(1)` keeps the batch dim)."""
         if self.ndim == 0:
             return self.reshape(1)
@@ -1185,7 +1200,7 @@ class Tensor:
         merged = math.prod(self.shape[start : end + 1])
         return self.reshape(self.shape[:start] + (merged,) + self.shape[end + 1 :])
 
-    def unsqueeze(self, dim: int) -> Tensor:
+    def unsqueeze(self, dim: builtins.int) -> Tensor:
         """A new dim of size 1 at `dim` (-1: last), as `x[:, None]` for dim 1."""
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
             raise TypeError(f"unsqueeze: dim must be an int, got {dim!r}")
@@ -1199,6 +1214,7 @@ class Tensor:
 
     def squeeze(self, dim=None) -> Tensor:
         """Drop dims of size 1: all of them, or only `dim` (an int or tuple) if its size is 1."""
+        dims: Sequence[int]
         if dim is None:
             dims = range(self.ndim)
         else:
@@ -1218,7 +1234,7 @@ class Tensor:
             )
         return Tensor._apply(ops.Transpose, self, axes=tuple(d % self.ndim for d in dims))
 
-    def transpose(self, *dims: int) -> Tensor:
+    def transpose(self, *dims: builtins.int) -> Tensor:
         """Swap two dims, `transpose(dim0, dim1)`, as PyTorch (for a full reordering use
         `permute`, for all dims reversed `.T`)."""
         if len(dims) != 2:
@@ -1279,7 +1295,7 @@ class Tensor:
         tiled = spread.expand(tuple(n for r, d in zip(sizes, shape, strict=True) for n in (r, d)))
         return tiled.reshape(tuple(r * d for r, d in zip(sizes, shape, strict=True)))
 
-    def split(self, split_size_or_sections, dim: int = 0) -> tuple[Tensor, ...]:
+    def split(self, split_size_or_sections, dim: builtins.int = 0) -> tuple[Tensor, ...]:
         """Pieces along dim: of `split_size` each (the last may be smaller), or of the listed
         sizes."""
         dim = self._dims(dim, "split")
@@ -1298,9 +1314,9 @@ class Tensor:
                 )
         prefix = (slice(None),) * (dim % self.ndim)
         starts = np.cumsum([0, *sizes[:-1]])
-        return tuple(self[(*prefix, slice(s, s + k))] for s, k in zip(starts, sizes, strict=True))
+        return tuple(self[prefix + (slice(s, s + k),)] for s, k in zip(starts, sizes, strict=True))
 
-    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    def chunk(self, chunks: builtins.int, dim: builtins.int = 0) -> tuple[Tensor, ...]:
         """At most `chunks` pieces of equal size along dim (the last may be smaller)."""
         if chunks < 1:
             raise ValueError(f"chunk: chunks must be positive, got {chunks}")
@@ -1344,7 +1360,7 @@ class Tensor:
         stride=1,
         padding=0,
         dilation=1,
-        groups: int = 1,
+        groups: builtins.int = 1,
     ) -> Tensor:
         """2-D cross-correlation, NCHW, as `torch.nn.functional.conv2d`.
 
@@ -1453,12 +1469,12 @@ class Tensor:
         x = self._floating("avg_pool2d")
         return Tensor._apply(ops.AvgPool2d, x, kernel_size=kernel, stride=stride, padding=padding)
 
-    def softmax(self, dim: int = -1, *, axis=None) -> Tensor:
+    def softmax(self, dim: builtins.int = -1, *, axis=None) -> Tensor:
         """exp(x) / sum(exp(x)) along dim, stable for large logits."""
         dim = self._dims(checks.dim_argument("softmax", dim, axis, default=-1), "softmax")
         return Tensor._apply(ops.Softmax, self._floating("softmax"), axis=dim)
 
-    def log_softmax(self, dim: int = -1, *, axis=None) -> Tensor:
+    def log_softmax(self, dim: builtins.int = -1, *, axis=None) -> Tensor:
         """log(softmax(x)) along dim, computed stably (fine at logits of +-1e4)."""
         dim = self._dims(checks.dim_argument("log_softmax", dim, axis, default=-1), "log_softmax")
         return Tensor._apply(ops.LogSoftmax, self._floating("log_softmax"), axis=dim)

@@ -102,7 +102,7 @@ def avg_pool2d(
         part = input[:, :, rows, cols]
         total = part if total is None else total + part
     inside = np.pad(np.ones((height - 2 * ph, width - 2 * pw)), ((ph, ph), (pw, pw)))
-    count = sum(inside[rows, cols] for rows, cols in windows)
+    count = np.sum([inside[rows, cols] for rows, cols in windows], axis=0)
     return total / Tensor(count.astype(input.dtype))
 
 

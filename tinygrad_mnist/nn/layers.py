@@ -46,6 +46,7 @@ class Conv2d(Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d")
         self.stride = pair(stride, "stride", "Conv2d")
+        self.padding: str | tuple[int, int]
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
                 raise ValueError(
@@ -155,7 +156,7 @@ class LeakyReLU(Module):
         super().__init__()
         if not isinstance(negative_slope, numbers.Real):
             raise TypeError(f"LeakyReLU: negative_slope must be a number, got {negative_slope!r}")
-        self.negative_slope = negative_slope
+        self.negative_slope: float = negative_slope
 
     def forward(self, x: Tensor) -> Tensor:
         return F.leaky_relu(x, self.negative_slope)
@@ -237,7 +238,7 @@ class Dropout(Module):
             raise ValueError(f"Dropout: probability p must be in [0, 1], got {p!r}")
         if inplace:
             raise ValueError("Dropout: inplace=True is not supported; use inplace=False")
-        self.p = p
+        self.p: float = p
 
     def forward(self, x: Tensor) -> Tensor:
         return F.dropout(x, self.p, self.training)
@@ -382,11 +383,12 @@ class Sequential(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self._modules.values():
-            x = layer(x)
+            if layer is not None:
+                x = layer(x)
         return x
 
     def __getitem__(self, index):
-        layers = list(self._modules.values())
+        layers = [m for m in self._modules.values() if m is not None]
         if isinstance(index, slice):
             return Sequential(*layers[index])
         return layers[index]

@@ -18,6 +18,8 @@ class _Loss(Module):
 
 
 class _WeightedLoss(_Loss):
+    weight: Tensor | None  # a buffer (register_buffer), as in PyTorch
+
     def __init__(self, weight=None, reduction: str = "mean"):
         super().__init__(reduction)
         self.register_buffer("weight", weight)
@@ -78,6 +80,8 @@ class BCELoss(_WeightedLoss):
 class BCEWithLogitsLoss(_WeightedLoss):
     """Binary cross-entropy of sigmoid(logits), computed stably; `pos_weight` weighs the
     positive examples."""
+
+    pos_weight: Tensor | None  # a buffer
 
     def __init__(self, weight=None, reduction: str = "mean", pos_weight=None):
         super().__init__(weight, reduction)

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..files import NPZ_ERRORS, read_npz, write_atomically
+from ..files import NPZ_ERRORS, read_npz, write_npz
 from ..tensor import Tensor, check_device, is_device
 
 
@@ -62,6 +62,14 @@ class Module(ABC):
     dotted name (`0.weight`); `register_buffer` registers state that is not trained (BatchNorm's
     running statistics). Modules kept in a plain list are NOT registered: use `nn.ModuleList`.
     """
+
+    # set in __init__ with object.__setattr__ (our own __setattr__ needs them to exist first)
+    _parameters: dict[str, Tensor | None]
+    _buffers: dict[str, Tensor | None]
+    _non_persistent_buffers: set[str]
+    _modules: dict[str, Module | None]
+    _forward_hooks: dict[int, Callable]
+    training: bool
 
     def __init__(self):
         object.__setattr__(self, "_parameters", {})
@@ -395,8 +403,7 @@ class Module(ABC):
         """Write the state_dict to an `.npz` file, atomically (temp file, then rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        state = self.state_dict()
-        write_atomically(path, lambda f: np.savez(f, **state), binary=True)
+        write_npz(path, self.state_dict())
 
     def load(self, path: str | os.PathLike) -> Module:
         """Load weights saved by `save()` into this model (same checks as load_state_dict)."""
@@ -469,9 +476,12 @@ class ModuleList(Module):
             raise IndexError(f"ModuleList: index {index} is out of range for {n} modules")
         return int(index) % n
 
+    def _items(self) -> list[Module]:
+        return [m for m in self._modules.values() if m is not None]
+
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return ModuleList(list(self._modules.values())[index])
+            return ModuleList(self._items()[index])
         return self._modules[str(self._index(index))]
 
     def __setitem__(self, index: int, module: Module) -> None:
@@ -479,7 +489,7 @@ class ModuleList(Module):
         setattr(self, str(self._index(index)), module)
 
     def __delitem__(self, index) -> None:
-        items = list(self._modules.values())
+        items = self._items()
         del items[index if isinstance(index, slice) else self._index(index)]
         for name in list(self._modules):
             delattr(self, name)
@@ -489,7 +499,7 @@ class ModuleList(Module):
         return len(self._modules)
 
     def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
+        return iter(self._items())
 
     def append(self, module: Module) -> ModuleList:
         """Add `module` at the end; returns self."""
@@ -508,7 +518,7 @@ class ModuleList(Module):
     def insert(self, index: int, module: Module) -> None:
         """Insert `module` before position `index`."""
         _check_module(module, "ModuleList", index)
-        items = list(self._modules.values())
+        items = self._items()
         items.insert(index, module)
         for name in list(self._modules):
             delattr(self, name)

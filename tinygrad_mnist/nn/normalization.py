@@ -21,6 +21,10 @@ class _BatchNorm(Module):
     """
 
     expected_dims: tuple[int, ...] = ()
+    # buffers (register_buffer); None without track_running_stats
+    running_mean: Tensor | None
+    running_var: Tensor | None
+    num_batches_tracked: Tensor | None
 
     def __init__(
         self,
@@ -56,9 +60,11 @@ class _BatchNorm(Module):
 
     def reset_running_stats(self) -> None:
         """Running mean back to 0, running variance to 1, the batch count to 0."""
-        if self.track_running_stats:
+        if self.running_mean is not None:
             self.running_mean.data = np.zeros_like(self.running_mean.data)
+        if self.running_var is not None:
             self.running_var.data = np.ones_like(self.running_var.data)
+        if self.num_batches_tracked is not None:
             self.num_batches_tracked.data = np.zeros_like(self.num_batches_tracked.data)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -75,7 +81,7 @@ class _BatchNorm(Module):
             )
         use_batch = self.training or not self.track_running_stats
         factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
+        if self.training and self.num_batches_tracked is not None:
             self.num_batches_tracked.data = self.num_batches_tracked.data + 1
             if self.momentum is None:  # cumulative moving average
                 factor = 1.0 / float(self.num_batches_tracked.data)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class Optimizer(ABC):
                 f"{name}: params must be an iterable of Tensors or of dicts, got a "
                 "dict; wrap a parameter group in a list: [group]"
             )
-        groups = list(params)
+        groups: list[Any] = list(params)  # Tensors, or dicts (parameter groups)
         if not groups:
             raise ValueError(f"{name}: got an empty parameter list")
         self.defaults = dict(defaults)
@@ -205,7 +206,7 @@ class Optimizer(ABC):
     def _checked_entry(self, i: int, p: Tensor, entry: dict) -> dict:
         """Entry i of a loaded state, its arrays checked against parameter i and copied."""
         name = type(self).__name__
-        checked = {}
+        checked: dict[str, Any] = {}
         for key, value in entry.items():
             if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch.Tensor
                 value = value.detach().cpu().numpy()

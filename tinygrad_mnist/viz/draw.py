@@ -157,6 +157,8 @@ def _kernel(op: ops.Op) -> str | None:
 def _op_details(tensor: Tensor) -> str:
     """The op's attributes: kernel/stride/padding for conv and pool, axis and friends else."""
     op = tensor.op
+    if op is None:  # a leaf
+        return ""
     attrs = dict(op.attrs)
     if isinstance(op, ops.Conv2d):
         kernel = tensor.parents[1].shape[2:]
