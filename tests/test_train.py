@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -69,6 +70,22 @@ def test_evaluate_hand_made_confusion():
     assert math.isnan(ev.per_digit_error[5])  # no examples of 5
     np.testing.assert_array_equal(ev.predictions, predicted)
     assert str(ev) == "test accuracy: 75.00% (error rate 25.00%)"
+
+
+def test_evaluation_reprs_are_short_and_jupyter_shows_the_confusion_matrix():
+    predicted = np.array([0, 1, 1, 2, 2, 2, 9, 3])
+    labels = np.array([0, 1, 2, 2, 2, 3, 9, 3])
+    ev = train.evaluate(FixedModel(), predicted[:, None].astype(np.float32), labels)
+    # a cell ending in `result` shows one line, not the arrays
+    assert repr(ev) == "<Evaluation: test accuracy: 75.00% (error rate 25.00%), 8 examples>"
+    page = ev._repr_html_()
+    assert "<b>test accuracy: 75.00% (error rate 25.00%)</b>, 8 examples" in page
+    assert page.count("<tr>") == 11  # the header and one row per true digit
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", page)
+    assert len(cells) == 10 * 11  # 10 counts and the error rate per row
+    rows = [cells[i * 11 : (i + 1) * 11] for i in range(10)]
+    assert rows[2][:3] == ["", "1", "2"] and rows[2][10] == "33.33%"  # 2 read as 1 once
+    assert rows[5] == [""] * 11  # no 5s: no counts, no error rate
 
 
 def test_evaluate_restores_mode_and_records_no_graph(small):

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in Jupyter (with ipywidgets), text in a terminal
 
 __all__ = [
     "CHECKSUMS",

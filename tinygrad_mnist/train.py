@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import itertools
 import json
 import math
@@ -21,9 +22,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in Jupyter (with ipywidgets), text in a terminal
 
 from . import nn
 from .checkpoint import (
@@ -108,6 +110,44 @@ class Evaluation:
             f"test accuracy: {100 * self.accuracy:.2f}% (error rate {100 * self.error_rate:.2f}%)"
         )
 
+    def __repr__(self) -> str:
+        """The summary line and the number of examples; the arrays are attributes."""
+        return f"<Evaluation: {self}, {len(self.predictions):,} examples>"
+
+    def _repr_html_(self) -> str:
+        """In Jupyter: the summary line over the confusion matrix and each digit's error rate."""
+        return _evaluation_html(self)
+
+
+def _evaluation_html(evaluation: Evaluation) -> str:
+    """An HTML table of the confusion matrix, shaded as `plots.plot_confusion`: by the fraction
+    of the true digit's examples on a log scale (1e-4 pale, all of them dark), mistakes in red."""
+    counts = evaluation.confusion
+    totals = counts.sum(axis=1)
+    cell = "padding:1px 6px;text-align:right;border:1px solid #ddd"
+    header = "".join(f'<th style="{cell}">{j}</th>' for j in range(counts.shape[1]))
+    rows = []
+    for i, row in enumerate(counts):
+        cells = []
+        for j, n in enumerate(row):
+            share = n / totals[i] if n else 0.0
+            shade = 0.0 if n == 0 else max(0.1, 1 + math.log10(max(share, 1e-4)) / 4)
+            colour = "white" if shade > 0.6 else ("black" if i == j else "#c00")
+            cells.append(
+                f'<td style="{cell};background:rgba(31,119,180,{shade:.2f});color:{colour}">'
+                f"{n if n else ''}</td>"
+            )
+        error = evaluation.per_digit_error[i]
+        cells.append(f'<td style="{cell}">{"" if np.isnan(error) else f"{100 * error:.2f}%"}</td>')
+        rows.append(f'<tr><th style="{cell}">{i}</th>{"".join(cells)}</tr>')
+    return (
+        f"<div><p><b>{html.escape(str(evaluation))}</b>, {len(evaluation.predictions):,} "
+        "examples; confusion matrix (rows: true digit, columns: predicted digit):</p>"
+        '<table style="border-collapse:collapse;font-size:12px">'
+        f'<tr><th style="{cell}"></th>{header}<th style="{cell}">error</th></tr>'
+        f"{''.join(rows)}</table></div>"
+    )
+
 
 def _outputs(model: nn.Module, x: np.ndarray, batch_size: int, caller: str) -> np.ndarray:
     """The model's outputs (N, C) for x (N, ...), in batches, in eval mode, without a graph.
@@ -182,7 +222,9 @@ def _check_labels(y: np.ndarray, caller: str) -> None:
     """Raise ValueError unless y holds integer class indices 0-9."""
     if len(y) and y.dtype.kind not in "iu":
         raise ValueError(f"{caller}: labels must be integers 0-9, got dtype {y.dtype}")
-    bad = np.flatnonzero((y < 0) | (y >= NUM_CLASSES)) if len(y) else ()
+    if not len(y):
+        return
+    bad = np.flatnonzero((y < 0) | (y >= NUM_CLASSES))
     if len(bad):
         raise ValueError(
             f"{caller}: label {y[bad[0]]} at index {bad[0]} is out of range; expected class "
@@ -271,7 +313,8 @@ class History:
     def from_json(cls, path: str | os.PathLike) -> History:
         """Read a History written by `to_json`."""
         columns = json.loads(Path(path).read_text())
-        return cls(**{name: list(columns[name]) for name in cls.columns()})
+        lists: dict[str, Any] = {name: list(columns[name]) for name in cls.columns()}
+        return cls(**lists)
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike) -> History:
