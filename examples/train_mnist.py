@@ -24,15 +24,8 @@ x_test = data.preprocess(mnist.test_images, normalize=True)
 nn.init.manual_seed(0)
 model = build_model(args.model)  # ends with LogSoftmax, so fit's default nll_loss applies
 optimizer = optim.Adam(model.parameters(), lr=args.lr)
-history = fit(
-    model,
-    optimizer,
-    (x_train, mnist.train_labels),
-    (x_test, mnist.test_labels),
-    epochs=args.epochs,
-    batch_size=64,
-    lr_schedule="cosine",
-)
+train, test = (x_train, mnist.train_labels), (x_test, mnist.test_labels)  # (images, labels)
+history = fit(model, optimizer, train, test, epochs=args.epochs, lr_schedule="cosine")  # batch 64
 
 result = evaluate(model, x_test, mnist.test_labels)
 print(result)  # on the sample, 2 epochs: test accuracy: 92.60% (error rate 7.40%)
