@@ -16,7 +16,7 @@ also have faster twins in `kernels/` (same inputs, outputs and rules, tested equ
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -29,7 +29,8 @@ class Op(ABC):
     drawer and error messages can read them; `needs_input_grad` says which inputs want a gradient.
     """
 
-    kernel = "reference"  # which implementation ran: the textbook's, or a kernel's name
+    # which implementation ran: the textbook's, or a kernel's name
+    kernel: ClassVar[str] = "reference"
 
     def __init__(self, needs_input_grad: tuple[bool, ...]):
         self.needs_input_grad = needs_input_grad

@@ -66,16 +66,18 @@ class Im2colConv2d(FastConv2d):
         pixels = oh * ow
         gx = grad_w = None
         if self.needs_input_grad[1]:
+            saved = self.cols
+            assert saved is not None  # kept by forward when the weight wants a gradient
 
             def part_weight_grad(part):
                 # cols^T @ g sums over every pixel of the batch: one product per image, then a
                 # sum. OpenBLAS is ~5x slower on the single product with its huge inner size.
                 rows = slice(part.start * pixels, part.stop * pixels)
                 images = part.stop - part.start
-                cols = self.cols[rows].T.reshape(-1, images, pixels).transpose(1, 0, 2)
+                cols = saved[rows].T.reshape(-1, images, pixels).transpose(1, 0, 2)
                 return np.matmul(cols, g2[rows].reshape(images, pixels, o)).sum(axis=0)
 
-            parts = parallel.split(n, part_weight_grad, macs=self.cols.size * o)
+            parts = parallel.split(n, part_weight_grad, macs=saved.size * o)
             gw = sum(parts[1:], start=parts[0])  # (kh*kw*C, O)
             grad_w = gw.T.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
         if self.needs_input_grad[0]:
@@ -156,13 +158,15 @@ class BatchLastConv2d(FastConv2d):
         g2 = g.transpose(3, 1, 2, 0).reshape(o, oh * ow * n)  # a view in forward's layout
         gx = grad_w = None
         if self.needs_input_grad[1]:
+            saved = self.cols
+            assert saved is not None  # kept by forward when the weight wants a gradient
 
             def part_weight_grad(part):
                 # g @ cols^T sums over every pixel of the batch: one product per output row,
                 # then a sum. OpenBLAS is ~5x slower on one product with such a huge inner size.
                 rows = slice(part.start * ow * n, part.stop * ow * n)
                 a = g2[:, rows].reshape(o, -1, ow * n).transpose(1, 0, 2)
-                b = self.cols[:, rows].reshape(kh * kw, -1, ow * n).transpose(1, 2, 0)
+                b = saved[:, rows].reshape(kh * kw, -1, ow * n).transpose(1, 2, 0)
                 return np.matmul(a, b).sum(axis=0)
 
             parts = parallel.split(oh, part_weight_grad, macs=g2.size * kh * kw)

@@ -31,7 +31,8 @@ def adam_update_(data, g, m, v, b1, b2, step_size, root_correction2, eps) -> Non
     def update(part: slice) -> None:
         for start in range(part.start, part.stop, piece):
             span = slice(start, min(start + piece, part.stop))
-            _update(*(a[span] for a in flat), b1, b2, step_size, root_correction2, eps)
+            p_data, p_g, p_m, p_v = (a[span] for a in flat)
+            _update(p_data, p_g, p_m, p_v, b1, b2, step_size, root_correction2, eps)
 
     parallel.split(data.size, update, elements=data.size * 6)  # ~10 passes, done once
 

@@ -78,7 +78,7 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
             top_left, top_right, bottom_left, bottom_right = (t[part] for t in corners)
             top = np.maximum(top_left, top_right)
             bottom = np.maximum(bottom_left, bottom_right)
-            if want:
+            if picks is not None:
                 right_in_top, right_in_bottom, bottom_row = (p[part] for p in picks)
                 np.greater(top_right, top_left, out=right_in_top)
                 np.greater(bottom_right, bottom_left, out=right_in_bottom)
@@ -139,6 +139,7 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
 
     def _route_2x2(self, grad, grad_tiles):
         """Each 2x2 window's gradient to its winner, by the three comparisons of forward."""
+        assert self.pair_winners is not None  # set by a forward that kept its winners
         right_in_top, right_in_bottom, bottom_row = self.pair_winners
 
         def part_grad(part):
