@@ -31,6 +31,9 @@ class Op(ABC):
 
     # which implementation ran: the textbook's, or a kernel's name
     kernel: ClassVar[str] = "reference"
+    # set by Tensor.backward before each backward(): True when the gradient passed in is a
+    # temporary that nothing else holds, so a kernel may write its result into it
+    grad_is_scratch = False
 
     def __init__(self, needs_input_grad: tuple[bool, ...]):
         self.needs_input_grad = needs_input_grad

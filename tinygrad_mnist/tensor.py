@@ -469,8 +469,8 @@ class Tensor:
             seed = seed.astype(self.dtype, copy=False)
 
         grads: dict[int, np.ndarray] = {id(self): seed}
-        # arrays a tensor's .grad may not take over without a copy: the caller's, and those
-        # already stored as some .grad (an op like add hands one array to both its inputs)
+        # arrays a tensor's .grad may not take over without a copy, nor an op overwrite: the
+        # caller's, those stored as some .grad, and those an op handed to two inputs (add)
         shared = {id(seed)} if grad is not None else set()
         order = topological_order(self, only_requiring_grad=True)
         assert order is not None  # None only when given a limit
@@ -488,7 +488,12 @@ class Tensor:
                 shared.add(id(node.grad))
                 if node._op is None:
                     continue
+            # a gradient nothing else holds is the op's to overwrite: a kernel may write its
+            # result into it rather than into a fresh array (one pass less over memory)
+            node._op.grad_is_scratch = g.base is None and id(g) not in shared
             input_grads = node._op.backward(g)
+            handed_out = [id(pg) for pg in input_grads if pg is not None]
+            shared.update(i for i in handed_out if handed_out.count(i) > 1)  # one array, 2 inputs
             for parent, pg in zip(node._parents, input_grads, strict=False):
                 if pg is None or not parent.requires_grad:
                     continue

@@ -42,7 +42,10 @@ class ThreadedReLU(Kernel, ops.ReLU):
 
     def backward(self, grad):
         out = self.out
-        gx = np.empty_like(grad, dtype=np.result_type(grad, out))
+        dtype = np.result_type(grad, out)
+        # in place when the gradient is ours to overwrite (`Op.grad_is_scratch`): no fresh
+        # array to fill, one stream less through memory
+        gx = grad if self.grad_is_scratch and grad.dtype == dtype else np.empty_like(grad, dtype)
 
         def part_grad(part):
             np.multiply(grad[part], out[part] > 0, out=gx[part])
