@@ -4,11 +4,17 @@ For each model (seed-cnn, lenet-cnn) and training batch size it measures, in one
 
 - training throughput (images/s): forward + backward + Adam step, same weights, same data;
 - inference throughput (images/s) at batch 1000 (no graph recorded);
-- peak memory (process RSS) while training, each framework in a fresh child process.
+- peak memory (process RSS) while training, each framework in a fresh child process;
+- the step-time limit: the time one step would take if it ran at this machine's GEMM rate or
+  moved only its unavoidable memory traffic at this machine's bandwidth, whichever is longer
+  (both measured at the end of the same run), and how many times that limit each framework
+  takes. The FLOP and traffic counts per step come from the model's shapes; the counting rules
+  are in benchmarks/limits.py.
 
 The two frameworks are timed alternately (ours, torch, torch, ours, ...) in short rounds, and
 every step is timed on its own, so a neighbour process that slows the machine down slows both
-sides alike; the table shows medians and the ratio ours / PyTorch (above 1 means we are faster).
+sides alike; the table shows medians and the ratio ours / PyTorch (above 1 means we are
+faster), and a second table the FLOPs, traffic and limits behind the `limit ms` column.
 
     python benchmarks/bench_vs_torch.py                  # the full table
     python benchmarks/bench_vs_torch.py --json           # the same numbers as JSON
@@ -31,6 +37,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import numpy as np
+from limits import Machine, measure_machine, step_cost, step_limits  # beside this script
 from torch_models import torch_model  # benchmarks/torch_models.py, beside this script
 
 import tinygrad_mnist
@@ -364,6 +371,21 @@ def torch_profile(name: str, batch: int, steps: int, warmup: int) -> list[dict]:
     return rows
 
 
+# ---------------------------------------------------------------- limits
+
+
+def add_limits(rows: list[dict], machine: Machine) -> None:
+    """Give each row its step's FLOPs and traffic, the step-time limits on `machine`, and the
+    multiple of the limit each side takes (ours_vs_limit, torch_vs_limit)."""
+    for row in rows:
+        cost = step_cost(build_model(row["model"]), row["batch"], training=row["mode"] == "train")
+        row.update(cost._asdict())
+        row.update(step_limits(cost, machine))
+        for side in ("ours", "torch"):
+            if f"{side}_ms" in row:
+                row[f"{side}_vs_limit"] = row[f"{side}_ms"] / row["limit_ms"]
+
+
 # ---------------------------------------------------------------- reporting
 
 
@@ -395,9 +417,12 @@ def machine_info() -> dict:
 
 def format_table(rows: list[dict], memory: list[dict]) -> str:
     has_torch = any("torch_img_s" in r for r in rows)
+    has_limits = any("limit_ms" in r for r in rows)
     head = f"{'model':<10} {'mode':<10} {'batch':>5} {'ours img/s':>11} {'ours ms':>8}"
     if has_torch:
         head += f" {'torch img/s':>12} {'torch ms':>9} {'ours/torch':>10}"
+    if has_limits:
+        head += f" {'limit ms':>8} {'ours/lim':>8}" + (f" {'torch/lim':>9}" if has_torch else "")
     lines = [head, "-" * len(head)]
     for r in rows:
         line = (
@@ -406,6 +431,10 @@ def format_table(rows: list[dict], memory: list[dict]) -> str:
         )
         if has_torch:
             line += f" {r['torch_img_s']:>12,.0f} {r['torch_ms']:>9.2f} {r['ratio']:>9.2f}x"
+        if has_limits:
+            line += f" {r['limit_ms']:>8.2f} {r['ours_vs_limit']:>7.1f}x"
+            if has_torch:
+                line += f" {r['torch_vs_limit']:>8.1f}x"
         lines.append(line)
     for m in memory:
         line = (
@@ -415,6 +444,36 @@ def format_table(rows: list[dict], memory: list[dict]) -> str:
         if "torch_peak_rss_mib" in m:
             line += f" {m['torch_peak_rss_mib']:>8,.0f} MiB {'':>9} {m['ratio']:>9.2f}x"
         lines.append(line)
+    return "\n".join(lines)
+
+
+def format_machine(limits: dict) -> str:
+    """The measured GEMM rate and memory bandwidth, as header lines."""
+    return (
+        f"GEMM rate {limits['gemm_gflop_s']:.0f} GFLOP/s ({limits['gemm']})\n"
+        f"memory bandwidth {limits['memory_gb_s']:.1f} GB/s ({limits['memory']})"
+    )
+
+
+def format_limits(rows: list[dict]) -> str:
+    """The work of each row's step and the time limits it sets on this machine."""
+    head = (
+        f"{'model':<10} {'mode':<10} {'batch':>5} {'GFLOP':>7} {'direct':>7} "
+        f"{'traffic MB':>10} {'flop ms':>8} {'memory ms':>9} {'limit ms':>8}"
+    )
+    lines = [
+        "per step: GFLOP with Winograd convs as the framework runs them (direct: every conv "
+        "computed directly),",
+        "least memory traffic, and the time each allows (counting rules: benchmarks/limits.py)",
+        head,
+        "-" * len(head),
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['model']:<10} {r['mode']:<10} {r['batch']:>5} {r['flops'] / 1e9:>7.3f} "
+            f"{r['direct_flops'] / 1e9:>7.3f} {r['traffic_bytes'] / 1e6:>10.1f} "
+            f"{r['flop_limit_ms']:>8.2f} {r['memory_limit_ms']:>9.2f} {r['limit_ms']:>8.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -522,6 +581,10 @@ def main(argv=None) -> int:
         )
         if not args.no_memory:
             memory.append(measure_memory(name, args.batch_sizes[0], args.memory_steps, with_torch))
+    # measured after the timings, so the big arrays and BLAS threads cannot disturb them
+    machine = measure_machine(quick=args.quick)
+    add_limits(rows, machine)
+    result["machine"]["limits"] = machine.summary()
     result["results"], result["memory"] = rows, memory
     if args.json:
         print(json.dumps(result, indent=2))
@@ -532,7 +595,10 @@ def main(argv=None) -> int:
             f"PyTorch {m.get('torch', '-')} on {TORCH_THREADS} threads; "
             f"medians of {args.rounds} alternating rounds x {args.iterations} steps"
         )
+        print(format_machine(result["machine"]["limits"]))
         print(format_table(rows, memory))
+        print()
+        print(format_limits(rows))
     return 0
 
 
