@@ -145,6 +145,20 @@ def test_kernel_equals_textbook_op(kernel, case, dtype, layout, upstream_layout)
         assert_close(g, e, dtype, f"gradient of input {i}")
 
 
+@pytest.mark.parametrize("kernel, case", list(case_ids()))
+@pytest.mark.parametrize("layout", ["c", "other"])
+def test_kernel_forward_without_gradients_equals_textbook_op(kernel, case, layout):
+    """Inference (no input wants a gradient) takes shorter paths in some kernels."""
+    shapes, attrs, holds = case
+    for dtype in (np.float64, np.float32):
+        arrays = make_arrays(shapes, holds, dtype, layout)
+        wants = (False,) * len(arrays)
+        expected = textbook_of(kernel)(wants).forward(*arrays, **attrs)
+        got = kernel(wants).forward(*arrays, **attrs)
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        assert_close(got, expected, dtype, "forward without gradients")
+
+
 def assert_close(got, expected, dtype, what: str) -> None:
     tol = TOLERANCE[dtype]
     scale = max(1.0, float(np.nanmax(np.abs(expected), initial=0.0)))

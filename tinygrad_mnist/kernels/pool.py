@@ -75,14 +75,19 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
         picks = [np.empty_like(out, dtype=bool) for _ in range(3)] if want else None
 
         def part_max(part):
+            if picks is None:
+                # no winners wanted: the max of the two rows first, whose pixels are long runs
+                # of memory in every layout but batch-last, then of the two columns
+                rows = np.maximum(x_tiles[part][:, :, :, 0], x_tiles[part][:, :, :, 1])
+                np.maximum(rows[..., 0], rows[..., 1], out=out[part])
+                return
             top_left, top_right, bottom_left, bottom_right = (t[part] for t in corners)
             top = np.maximum(top_left, top_right)
             bottom = np.maximum(bottom_left, bottom_right)
-            if picks is not None:
-                right_in_top, right_in_bottom, bottom_row = (p[part] for p in picks)
-                np.greater(top_right, top_left, out=right_in_top)
-                np.greater(bottom_right, bottom_left, out=right_in_bottom)
-                np.greater(bottom, top, out=bottom_row)
+            right_in_top, right_in_bottom, bottom_row = (p[part] for p in picks)
+            np.greater(top_right, top_left, out=right_in_top)
+            np.greater(bottom_right, bottom_left, out=right_in_bottom)
+            np.greater(bottom, top, out=bottom_row)
             np.maximum(top, bottom, out=out[part])
 
         _split(x_tiles, out, part_max, elements=out.size * 8)  # ~6 passes
