@@ -24,7 +24,8 @@ def adam_update_(data, g, m, v, b1, b2, step_size, root_correction2, eps) -> Non
     if not (data.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous):
         _update(data, g, m, v, b1, b2, step_size, root_correction2, eps)
         return
-    g = np.ascontiguousarray(np.broadcast_to(g, data.shape))  # data's memory order
+    if g.shape != data.shape or not g.flags.c_contiguous:
+        g = np.ascontiguousarray(np.broadcast_to(g, data.shape))  # data's memory order
     flat = [a.reshape(-1) for a in (data, g, m, v)]
     piece = caches.elements_per_piece(ARRAYS_PER_PIECE, data.itemsize)
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 from typing import TypeVar
 
@@ -41,7 +41,7 @@ BLAS_THREADING_MACS = 1 << 18
 
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
-_blas_controller = None
+_blas_libraries: list | None = None  # threadpoolctl's controllers of the BLAS libraries
 _inside = threading.local()  # set while a thread runs a part: parts never split again
 
 
@@ -66,14 +66,28 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _one_thread_blas():
-    """A context in which BLAS runs on the calling thread only (threadpoolctl)."""
-    global _blas_controller
-    if _blas_controller is None:
+@contextmanager
+def _one_thread_blas() -> Iterator[None]:
+    """A context in which BLAS runs on the calling thread only.
+
+    threadpoolctl finds the BLAS libraries once; each entry then sets and restores their
+    thread counts directly (~5 us, where a `threadpoolctl.limit` takes ~15 us: it runs
+    around every large product, a dozen times in a training step).
+    """
+    global _blas_libraries
+    if _blas_libraries is None:
         from threadpoolctl import ThreadpoolController
 
-        _blas_controller = ThreadpoolController()
-    return _blas_controller.limit(limits=1, user_api="blas")
+        controllers = ThreadpoolController().lib_controllers
+        _blas_libraries = [lib for lib in controllers if lib.user_api == "blas"]
+    saved = [(lib, lib.num_threads) for lib in _blas_libraries]
+    for lib, _ in saved:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, threads in saved:
+            lib.set_num_threads(threads)
 
 
 def split(n: int, work: Callable[[slice], R], *, elements: int = 0, macs: int = 0) -> list[R]:
@@ -84,11 +98,14 @@ def split(n: int, work: Callable[[slice], R], *, elements: int = 0, macs: int = 
     and multiply-adds of matrix products. A small job runs in one piece, here. While a job
     with products runs, BLAS is held to one thread, so the parts don't fight over the cores.
     """
+    small = elements + macs // MACS_PER_ELEMENT < MIN_SPLIT_ELEMENTS
+    if (small and macs < BLAS_THREADING_MACS) or getattr(_inside, "active", False):
+        return [work(slice(0, n))]  # the common small case, at the least cost
     cores = workers()
-    if cores == 1 or getattr(_inside, "active", False):
+    if cores == 1:
         return [work(slice(0, n))]
     one_thread_blas = _one_thread_blas() if macs >= BLAS_THREADING_MACS else nullcontext()
-    if elements + macs // MACS_PER_ELEMENT < MIN_SPLIT_ELEMENTS:
+    if small:
         with one_thread_blas:
             return [work(slice(0, n))]
     count = max(1, min(n, cores))
