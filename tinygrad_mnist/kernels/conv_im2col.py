@@ -18,6 +18,20 @@ from . import layouts, parallel
 from .convolution import FastConv2d
 
 
+def _offset_major_store(
+    shape: tuple[int, ...], dtype, bias_grad: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """An empty offset-major cols store of `shape` (kh, kw, ...) and, when the bias wants a
+    gradient, the same memory as (kh*kw + 1, pixels) with a last row of ones after it: the
+    weight-gradient products then sum g per channel too, in the same pass over g."""
+    if not bias_grad:
+        return np.empty(shape, dtype=dtype), None
+    offsets, pixels = shape[0] * shape[1], int(np.prod(shape[2:]))
+    memory = np.empty((offsets + 1, pixels), dtype=dtype)
+    memory[-1] = 1
+    return memory[:-1].reshape(shape), memory
+
+
 class Im2colConv2d(FastConv2d):
     """Any convolution: im2col and one GEMM per batch share, channels-last."""
 
@@ -33,11 +47,13 @@ class Im2colConv2d(FastConv2d):
             # one input channel: a window row would be kh*kw scattered numbers, slow to gather;
             # store cols offset-major instead, (kh*kw, N*OH*OW), where each offset's pixels are
             # long runs, and read it as its transpose, which BLAS takes as it is
-            store = np.empty((kh, kw, n, oh, ow), dtype=x.dtype)
+            store, rows_of_ones = _offset_major_store(
+                (kh, kw, n, oh, ow), x.dtype, self.has_bias and self.needs_input_grad[2]
+            )
             source = windows[..., 0].transpose(3, 4, 0, 1, 2)
             cols = store.reshape(kh * kw, n * oh * ow).T
         else:
-            store = np.empty(windows.shape, dtype=x.dtype)
+            store, rows_of_ones = np.empty(windows.shape, dtype=x.dtype), None
             source = windows
             cols = store.reshape(n * oh * ow, kh * kw * c)
         batch_axis = 2 if c == 1 else 0
@@ -57,6 +73,7 @@ class Im2colConv2d(FastConv2d):
 
         parallel.split(n, part_forward, elements=cols.size, macs=cols.size * o)
         self.cols = cols if self.needs_input_grad[1] else None
+        self.cols_with_ones = rows_of_ones if c == 1 and self.needs_input_grad[1] else None
         self.w2 = w2
         return out
 
@@ -69,16 +86,23 @@ class Im2colConv2d(FastConv2d):
             saved = self.cols
             assert saved is not None  # kept by forward when the weight wants a gradient
 
+            # with its row of ones (one input channel, a bias), the same products also sum g
+            # per channel: the bias gradient without another pass over g
+            with_ones = self.cols_with_ones
+            cols_t = saved.T if with_ones is None else with_ones  # (kh*kw*C [+1], N*OH*OW)
+
             def part_weight_grad(part):
                 # cols^T @ g sums over every pixel of the batch: one product per image, then a
                 # sum. OpenBLAS is ~5x slower on the single product with its huge inner size.
                 rows = slice(part.start * pixels, part.stop * pixels)
                 images = part.stop - part.start
-                cols = saved[rows].T.reshape(-1, images, pixels).transpose(1, 0, 2)
+                cols = cols_t[:, rows].reshape(-1, images, pixels).transpose(1, 0, 2)
                 return np.matmul(cols, g2[rows].reshape(images, pixels, o)).sum(axis=0)
 
             parts = parallel.split(n, part_weight_grad, macs=saved.size * o)
-            gw = sum(parts[1:], start=parts[0])  # (kh*kw*C, O)
+            gw = sum(parts[1:], start=parts[0])  # (kh*kw*C [+1], O)
+            if with_ones is not None:
+                gw, self.summed_grad = gw[:-1], gw[-1]
             grad_w = gw.T.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
         if self.needs_input_grad[0]:
             # col2im one kernel offset at a time: d/dcols for offset (i, j) is g2 @ W[:, i, j, :],
@@ -137,7 +161,9 @@ class BatchLastConv2d(FastConv2d):
         windows = as_strided(
             image, (kh, kw, oh, ow, n), (s0, s1, s0 * sh, s1 * sw, s2), writeable=False
         )
-        store = np.empty(windows.shape, dtype=x.dtype)
+        store, rows_of_ones = _offset_major_store(
+            windows.shape, x.dtype, self.has_bias and self.needs_input_grad[2]
+        )
         w2 = weight.reshape(o, kh * kw)
         out = np.empty((o, oh, ow, n), dtype=np.result_type(x, weight))
 
@@ -150,6 +176,7 @@ class BatchLastConv2d(FastConv2d):
 
         parallel.split(oh, part_forward, elements=store.size, macs=store.size * o)
         self.cols = store.reshape(kh * kw, -1) if self.needs_input_grad[1] else None
+        self.cols_with_ones = rows_of_ones if self.needs_input_grad[1] else None
         self.w2 = w2
         return out.transpose(3, 1, 2, 0)
 
@@ -161,16 +188,22 @@ class BatchLastConv2d(FastConv2d):
             saved = self.cols
             assert saved is not None  # kept by forward when the weight wants a gradient
 
+            # with a row of ones (a bias), the same products also give the bias gradient
+            cols = saved if self.cols_with_ones is None else self.cols_with_ones
+
             def part_weight_grad(part):
                 # g @ cols^T sums over every pixel of the batch: one product per output row,
                 # then a sum. OpenBLAS is ~5x slower on one product with such a huge inner size.
                 rows = slice(part.start * ow * n, part.stop * ow * n)
                 a = g2[:, rows].reshape(o, -1, ow * n).transpose(1, 0, 2)
-                b = saved[:, rows].reshape(kh * kw, -1, ow * n).transpose(1, 2, 0)
+                b = cols[:, rows].reshape(len(cols), -1, ow * n).transpose(1, 2, 0)
                 return np.matmul(a, b).sum(axis=0)
 
             parts = parallel.split(oh, part_weight_grad, macs=g2.size * kh * kw)
-            grad_w = sum(parts[1:], start=parts[0]).reshape(o, 1, kh, kw)
+            gw = sum(parts[1:], start=parts[0])  # (O, kh*kw [+1])
+            if self.cols_with_ones is not None:
+                gw, self.summed_grad = gw[:, :-1], np.ascontiguousarray(gw[:, -1])
+            grad_w = gw.reshape(o, 1, kh, kw)
         if self.needs_input_grad[0]:
             dcols = parallel.matmul(self.w2.T, g2).reshape(kh, kw, oh, ow, n)
             image_grad = np.zeros((h, w, n), dtype=g.dtype)

@@ -49,6 +49,12 @@ class FastConv2d(Kernel, ops.Conv2d):
     ) -> bool:
         return tuple(dilation) == (1, 1) and groups == 1
 
+    # the bias gradient, g summed per channel, when `_backward` got it from its own pass over g
+    summed_grad: np.ndarray | None = None
+
+    def wants_bias_grad(self) -> bool:
+        return self.has_bias and self.needs_input_grad[2]
+
     def forward(
         self, x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
     ):
@@ -69,10 +75,11 @@ class FastConv2d(Kernel, ops.Conv2d):
     def backward(self, grad):
         geo = self.geometry
         g = grad.transpose(0, 2, 3, 1)  # free when grad has the output's memory layout
+        self.summed_grad = None
         gx, grad_w = self._backward(g)
         grad_b = None
-        if self.has_bias and self.needs_input_grad[2]:
-            grad_b = sum_per_channel(g)
+        if self.wants_bias_grad():
+            grad_b = self.summed_grad if self.summed_grad is not None else sum_per_channel(g)
         grad_x = None
         if gx is not None:  # (N, H, W, C) of the padded input: drop the padding
             grad_x = gx[:, geo.ph : geo.h - geo.ph, geo.pw : geo.w - geo.pw].transpose(0, 3, 1, 2)
