@@ -32,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import parallel
+from . import caches, parallel
 from .convolution import FastConv2d
 
 TILE = 4  # output pixels per tile side
@@ -116,10 +116,12 @@ class Saved(NamedTuple):
 
 
 # Working on a few images at a time keeps every intermediate array in the CPU's caches, and the
-# chunks are shared out among the cores (`parallel.split`). lenet-cnn's second conv at batch 64,
-# forward / backward: whole batch on one thread 9.9 / 16.7 ms; 1 MB chunks on 2 cores 4.4 / 8.5
-# ms (0.5, 2 and 4 MB chunks: 5.6-6.6 / 9.4-10.6 ms).
-CHUNK_BYTES = 1 << 20
+# chunks are shared out among the cores (`parallel.split`): lenet-cnn's second conv at batch 64,
+# forward / backward, whole batch on one thread 9.9 / 16.7 ms, 1 MiB chunks on 2 cores 4.4 / 8.5
+# ms. The best size follows the core's L2 cache: a chunk's largest Winograd-domain array takes
+# half of it, the chunk's other arrays the rest (with 2 MiB of L2, one thread, a busy machine:
+# chunks of L2 / 4, L2 / 2 and L2 took 11.1 / 17.5, 11.2 / 16.2 and 14.9 / 18.6 ms).
+CHUNK_BYTES = caches.l2_bytes() // 2
 
 
 def _chunks(n: int, th: int, tw: int, channels: int, itemsize: int) -> list[slice]:
