@@ -14,6 +14,7 @@ import builtins
 import contextlib
 import math
 import numbers
+from collections import Counter
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -474,6 +475,7 @@ class Tensor:
         shared = {id(seed)} if grad is not None else set()
         order = topological_order(self, only_requiring_grad=True)
         assert order is not None  # None only when given a limit
+        consumers = Counter(id(parent) for node in order for parent in node._parents)
         for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
@@ -488,13 +490,19 @@ class Tensor:
                 shared.add(id(node.grad))
                 if node._op is None:
                     continue
+            op, parents = node._op, node._parents
+            # the engine room may do this op's backward and that of the op before it in one
+            # (kernels/fusion.py); the tensor between them then gets no gradient of its own
+            fused = kernels.fuse(node, consumers)
+            if fused is not None:
+                op, parents = fused
             # a gradient nothing else holds is the op's to overwrite: a kernel may write its
             # result into it rather than into a fresh array (one pass less over memory)
-            node._op.grad_is_scratch = g.base is None and id(g) not in shared
-            input_grads = node._op.backward(g)
+            op.grad_is_scratch = g.base is None and id(g) not in shared
+            input_grads = op.backward(g)
             handed_out = [id(pg) for pg in input_grads if pg is not None]
             shared.update(i for i in handed_out if handed_out.count(i) > 1)  # one array, 2 inputs
-            for parent, pg in zip(node._parents, input_grads, strict=False):
+            for parent, pg in zip(parents, input_grads, strict=False):
                 if pg is None or not parent.requires_grad:
                     continue
                 # as PyTorch: a gradient has its tensor's dtype, even after a mixed-dtype op

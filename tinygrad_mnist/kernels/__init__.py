@@ -8,12 +8,22 @@ the allocator tuning) without changing a result. Read it after the textbook, or 
 - `base`: what a kernel is (a subclass of its textbook op with `applies`);
 - `settings`: `use("reference")` / TINYGRAD_MNIST_KERNELS, `set_float32_precision`;
 - `layouts`: the memory-layout agreements between kernels;
+- `fusion`: backward passes of neighbouring ops done as one (`fuse`);
 - the kernels: `conv_im2col`, `winograd`, `pool`, `elementwise`, `matmul`, `optimizers`;
 - helpers: `convolution` (what the fast convs share), `parallel` (batch splitting across
   cores), `allocator` (keep freed memory between training steps).
 """
 
+from .fusion import fuse
 from .settings import get_float32_precision, mode, set_float32_precision, use
 from .table import KERNELS, choose
 
-__all__ = ["KERNELS", "choose", "get_float32_precision", "mode", "set_float32_precision", "use"]
+__all__ = [
+    "KERNELS",
+    "choose",
+    "fuse",
+    "get_float32_precision",
+    "mode",
+    "set_float32_precision",
+    "use",
+]

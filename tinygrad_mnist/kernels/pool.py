@@ -54,6 +54,7 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
         oh, ow = h // kh, w // kw
         self.geometry = (h, w, oh, ow, kh, kw)
         self.x, self.winner, self.pair_winners = x, None, None
+        self.out = None  # kept for a backward fused with the op before (`fusion`)
         x_tiles = tiles(x, oh, ow, kh, kw)
         out = np.empty_like(x_tiles[:, :, :, 0, :, 0])  # x's memory layout
         if (kh, kw) == (2, 2):
@@ -62,6 +63,8 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
             self._max_tiles(x_tiles, out)
         if self.needs_input_grad[0] and out.dtype.kind == "f" and np.isnan(out).any():
             self._send_nan_gradients_to_last_nan(x_tiles)
+        if self.needs_input_grad[0]:
+            self.out = out
         return out
 
     def _max_2x2(self, x_tiles, out):
