@@ -35,6 +35,7 @@ class PoolAfterReLU:
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
         pooled = self.pool.out
+        assert pooled is not None  # `fuse` checked it
         masked = np.empty_like(pooled, dtype=np.result_type(grad, pooled))
         np.multiply(grad, pooled > 0, out=masked)  # ReLU's mask, on the pooled values
         return self.pool.backward(masked)
