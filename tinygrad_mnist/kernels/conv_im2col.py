@@ -19,12 +19,13 @@ from .convolution import FastConv2d
 
 
 def _offset_major_store(
-    shape: tuple[int, ...], dtype, bias_grad: bool
+    shape: tuple[int, ...], dtype, bias: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """An empty offset-major cols store of `shape` (kh, kw, ...) and, when the bias wants a
-    gradient, the same memory as (kh*kw + 1, pixels) with a last row of ones after it: the
-    weight-gradient products then sum g per channel too, in the same pass over g."""
-    if not bias_grad:
+    """An empty offset-major cols store of `shape` (kh, kw, ...) and, for a conv with a bias,
+    the same memory as (kh*kw + 1, pixels) with a last row of ones after it. Multiplied by the
+    weight with the bias beside it, that adds the bias in the forward product itself, and the
+    weight-gradient products sum g per channel too: no pass over the output or g of its own."""
+    if not bias:
         return np.empty(shape, dtype=dtype), None
     offsets, pixels = shape[0] * shape[1], int(np.prod(shape[2:]))
     memory = np.empty((offsets + 1, pixels), dtype=dtype)
@@ -47,9 +48,7 @@ class Im2colConv2d(FastConv2d):
             # one input channel: a window row would be kh*kw scattered numbers, slow to gather;
             # store cols offset-major instead, (kh*kw, N*OH*OW), where each offset's pixels are
             # long runs, and read it as its transpose, which BLAS takes as it is
-            store, rows_of_ones = _offset_major_store(
-                (kh, kw, n, oh, ow), x.dtype, self.has_bias and self.needs_input_grad[2]
-            )
+            store, rows_of_ones = _offset_major_store((kh, kw, n, oh, ow), x.dtype, self.has_bias)
             source = windows[..., 0].transpose(3, 4, 0, 1, 2)
             cols = store.reshape(kh * kw, n * oh * ow).T
         else:
@@ -60,15 +59,18 @@ class Im2colConv2d(FastConv2d):
         w2 = weight.transpose(0, 2, 3, 1).reshape(o, kh * kw * c)
         pixels = oh * ow
         out = layouts.conv_output(n, oh, ow, o, np.result_type(x, weight))
+        # with a row of ones under cols, the bias rides along as one more weight column
+        product_cols = cols if rows_of_ones is None else rows_of_ones.T
+        product_w = w2 if rows_of_ones is None else np.concatenate([w2, bias[:, None]], axis=1)
 
         def part_forward(part):
             # the one copy: im2col
             index = (slice(None),) * batch_axis + (part,)
             np.copyto(store[index], source[index])
-            rows = cols[part.start * pixels : part.stop * pixels]
+            rows = product_cols[part.start * pixels : part.stop * pixels]
             # reshape is a view in both memory layouts: (N, OH, OW) are adjacent in each
-            np.matmul(rows, w2.T, out=out[part].reshape(-1, o))
-            if bias is not None:
+            np.matmul(rows, product_w.T, out=out[part].reshape(-1, o))
+            if bias is not None and rows_of_ones is None:
                 out[part] += bias
 
         parallel.split(n, part_forward, elements=cols.size, macs=cols.size * o)
@@ -161,18 +163,19 @@ class BatchLastConv2d(FastConv2d):
         windows = as_strided(
             image, (kh, kw, oh, ow, n), (s0, s1, s0 * sh, s1 * sw, s2), writeable=False
         )
-        store, rows_of_ones = _offset_major_store(
-            windows.shape, x.dtype, self.has_bias and self.needs_input_grad[2]
-        )
+        store, rows_of_ones = _offset_major_store(windows.shape, x.dtype, self.has_bias)
         w2 = weight.reshape(o, kh * kw)
         out = np.empty((o, oh, ow, n), dtype=np.result_type(x, weight))
+        # with a row of ones under cols, the bias rides along as one more weight column
+        product_w = w2 if rows_of_ones is None else np.concatenate([w2, bias[:, None]], axis=1)
 
         def part_forward(rows):  # output rows
             np.copyto(store[:, :, rows], windows[:, :, rows])
-            cols = store[:, :, rows].reshape(kh * kw, -1)
-            np.matmul(w2, cols, out=out[:, rows].reshape(o, -1))
-            if bias is not None:
-                out[:, rows] += bias[:, None, None, None]
+            if rows_of_ones is None:
+                cols = store[:, :, rows].reshape(kh * kw, -1)
+            else:
+                cols = rows_of_ones[:, rows.start * ow * n : rows.stop * ow * n]
+            np.matmul(product_w, cols, out=out[:, rows].reshape(o, -1))
 
         parallel.split(oh, part_forward, elements=store.size, macs=store.size * o)
         self.cols = store.reshape(kh * kw, -1) if self.needs_input_grad[1] else None
