@@ -34,6 +34,14 @@ def _split(x_tiles: np.ndarray, out: np.ndarray, work, elements: int) -> None:
     parallel.split_array(x_tiles, work, axes=(0, 1), elements=elements, working_bytes=working_bytes)
 
 
+def _same_layout(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when a and b (same shape) store their elements in the same order."""
+    return all(
+        sa == sb // b.itemsize * a.itemsize or n == 1
+        for sa, sb, n in zip(a.strides, b.strides, a.shape, strict=True)
+    )
+
+
 class TiledMaxPool2d(Kernel, ops.MaxPool2d):
     """MaxPool2d when the windows tile the input (kernel_size == stride)."""
 
@@ -150,11 +158,16 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
         assert self.pair_winners is not None  # set by a forward that kept its winners
         right_in_top, right_in_bottom, bottom_row = self.pair_winners
 
+        # grad in the memory layout of the winners (that of x): mixed layouts make every
+        # multiply below a slow strided loop
+        same_layout = _same_layout(grad, bottom_row)
+
         def part_grad(part):
-            # grad in the memory layout of the winners (that of x): mixed layouts make every
-            # multiply below a slow strided loop
-            g = np.empty_like(bottom_row[part], dtype=grad.dtype)
-            g[...] = grad[part]
+            if same_layout:
+                g = grad[part]
+            else:
+                g = np.empty_like(bottom_row[part], dtype=grad.dtype)
+                g[...] = grad[part]
             to_bottom = g * bottom_row[part]
             to_top = g * ~bottom_row[part]
             part_tiles = grad_tiles[part]
