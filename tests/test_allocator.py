@@ -28,9 +28,12 @@ import ctypes, json, os, numpy as np
 from threadpoolctl import threadpool_info
 loaded = []
 real_cdll = ctypes.CDLL
-ctypes.CDLL = lambda name, *a, **k: loaded.append(str(name)) or real_cdll(name, *a, **k)
 before = (dict(os.environ), np.geterr(), np.get_printoptions(), threadpool_info())
+# libraries loaded by the import itself (threadpool_info's own libc, as in threadpoolctl 3.1,
+# is not the package's doing)
+ctypes.CDLL = lambda name, *a, **k: loaded.append(str(name)) or real_cdll(name, *a, **k)
 import tinygrad_mnist, tinygrad_mnist.cli
+ctypes.CDLL = real_cdll
 after = (dict(os.environ), np.geterr(), np.get_printoptions(), threadpool_info())
 print(json.dumps({"libc": [n for n in loaded if "libc" in n], "same": repr(before) == repr(after)}))
 """
