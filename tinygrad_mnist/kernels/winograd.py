@@ -159,7 +159,7 @@ def forward(
     chunks = _chunks(n, th, tw, max(c, o), out.itemsize)
 
     def run(part: slice) -> list[np.ndarray]:
-        kept = []
+        kept = []  # V of each chunk, when the weight gradient will need it
         for chunk in chunks[part]:
             v = _transform_input(x[chunk], mats.data, th, tw)
             m = np.matmul(v, u)  # (36, tiles, O): 36 GEMMs
@@ -167,7 +167,8 @@ def forward(
                 m[_BIAS_POSITION] += bias
             y = _both_sides(mats.output, m).reshape(TILE, TILE, -1, th, tw, o)
             out[chunk].reshape(-1, th, TILE, tw, TILE, o)[...] = y.transpose(2, 3, 0, 4, 1, 5)
-            kept.append(v if keep_patches else None)
+            if keep_patches:
+                kept.append(v)
         return kept
 
     macs = PATCH * PATCH * n * th * tw * c * o
@@ -200,6 +201,9 @@ def backward(
     th, tw = saved.tiles
     o = grad.shape[-1]
     mats = transforms(grad.dtype)
+    patches = saved.patches if need_weight else None
+    if need_weight and patches is None:
+        raise ValueError("winograd.backward: d/dweight needs forward(..., keep_patches=True)")
     if grad.shape[1:3] != (TILE * th, TILE * tw):
         grown = np.zeros((n, TILE * th, TILE * tw, o), dtype=grad.dtype)
         grown[:, : grad.shape[1], : grad.shape[2]] = grad
@@ -208,16 +212,16 @@ def backward(
     gx = np.empty((n, TILE * th + 2, TILE * tw + 2, c), grad.dtype) if need_input else None
 
     def run(part: slice) -> np.ndarray | None:
-        du = np.zeros((PATCH * PATCH, c, o), dtype=grad.dtype) if need_weight else None
+        du = None if patches is None else np.zeros((PATCH * PATCH, c, o), dtype=grad.dtype)
         for k in range(part.start, part.stop):
             chunk = saved.chunks[k]
             # the output gradient tile by tile, the 16 in-tile positions first
             tiles = grad[chunk].reshape(-1, th, TILE, tw, TILE, o).transpose(2, 4, 0, 1, 3, 5)
             tiles = np.ascontiguousarray(tiles).reshape(TILE * TILE, -1)
             dm = _both_sides(mats.output.T, tiles).reshape(PATCH * PATCH, -1, o)
-            if need_weight:
-                du += np.matmul(saved.patches[k].transpose(0, 2, 1), dm)  # (36, C, O)
-            if need_input:
+            if du is not None and patches is not None:
+                du += np.matmul(patches[k].transpose(0, 2, 1), dm)  # (36, C, O)
+            if gx is not None:
                 dv = np.matmul(dm, saved.weights_t)  # (36, tiles, C)
                 dpatches = _both_sides(mats.data.T, dv).reshape(PATCH, PATCH, -1, th, tw, c)
                 _put_patches(dpatches, gx[chunk])
@@ -225,8 +229,9 @@ def backward(
 
     parts = parallel.split(len(saved.chunks), run, macs=2 * PATCH * PATCH * n * th * tw * c * o)
     grad_w = None
-    if need_weight:
-        du = sum(parts[1:], start=parts[0])
+    dus = [part for part in parts if part is not None]
+    if dus:
+        du = sum(dus[1:], start=dus[0])
         dw = parallel.matmul(mats.weight.T, du.reshape(PATCH * PATCH, -1)).reshape(3, 3, c, o)
         grad_w = np.ascontiguousarray(dw.transpose(3, 2, 0, 1))
     return (None if gx is None else gx[:, :h, :w]), grad_w
