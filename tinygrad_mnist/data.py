@@ -450,7 +450,7 @@ def _copy(
     with tqdm(total=size, unit="B", unit_scale=True, desc=label) as bar:
         while True:
             wait = deadline.next_wait(received)
-            if sock is not None:
+            if sock is not None and sock.fileno() >= 0:  # 3.13 closes it after the body
                 sock.settimeout(wait)
             try:
                 chunk = response.read1(min(CHUNK, size + 1 - received))
