@@ -15,7 +15,7 @@ import pytest
 from tinygrad_mnist import Tensor, kernels, ops
 from tinygrad_mnist.kernels.base import Kernel
 from tinygrad_mnist.kernels.conv_im2col import BatchLastConv2d, Im2colConv2d
-from tinygrad_mnist.kernels.elementwise import ThreadedReLU
+from tinygrad_mnist.kernels.elementwise import ThreadedReLU, ThreadedReshape
 from tinygrad_mnist.kernels.matmul import ThreadedMatMul
 from tinygrad_mnist.kernels.pool import TiledMaxPool2d
 from tinygrad_mnist.kernels.winograd import WinogradConv2d
@@ -61,6 +61,11 @@ CASES: dict[type[Kernel], list] = {
         ([(2, 2, 9, 10)], dict(kernel_size=(3, 2), stride=(3, 2)), "ties"),
         ([(2, 2, 9, 10)], dict(kernel_size=(3, 3), stride=(3, 3)), "nan"),
         ([(2, 3, 8, 8)], dict(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)), "random"),
+    ],
+    ThreadedReshape: [
+        ([(3, 4, 5, 6)], dict(shape=(3, -1)), "random"),  # a view in C order, a copy otherwise
+        ([(3, 4, 5, 6)], dict(shape=(12, 5, 6)), "random"),
+        ([(64, 32, 16, 16)], dict(shape=(64, -1)), "random"),  # large enough to split
     ],
     ThreadedReLU: [
         ([(4, 5)], {}, "random"),

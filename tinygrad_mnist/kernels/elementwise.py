@@ -52,3 +52,46 @@ class ThreadedReLU(Kernel, ops.ReLU):
 
         parallel.split(len(grad), part_grad, elements=grad.size)
         return (gx,)
+
+
+class ThreadedReshape(Kernel, ops.Reshape):
+    """x.reshape(shape) with the copy, when one is needed, split across the cores.
+
+    Flattening a conv's channels-last output into (N, C*H*W) rows, as before a Linear layer,
+    reorders all of it; NumPy does that on one core.
+    """
+
+    kernel = "threaded"
+
+    @classmethod
+    def applies(cls, x, shape) -> bool:
+        return x.ndim > 0  # small copies run in one piece (`parallel.split`)
+
+    def forward(self, x, shape):
+        self.in_shape = x.shape
+        view = _reshape_view(x, shape)
+        if view is not None:
+            return view
+        out = np.empty(x.size, dtype=x.dtype).reshape(shape)
+        flat = out.reshape(x.shape)  # a view: out is C-ordered
+
+        def part_copy(part):
+            np.copyto(flat[part], x[part])
+
+        parallel.split(len(x), part_copy, elements=2 * x.size)  # a strided gather
+        return out
+
+
+def _reshape_view(x: np.ndarray, shape) -> np.ndarray | None:
+    """x.reshape(shape) when that is a view of x's memory, else None."""
+    try:
+        return np.reshape(x, shape, copy=False)
+    except ValueError:  # the memory order does not allow it
+        return None
+    except TypeError:  # NumPy before 2.1: no copy argument
+        view = x.view()
+        try:
+            view.shape = shape
+        except AttributeError:
+            return None
+        return view

@@ -12,7 +12,7 @@ from .. import ops
 from . import settings
 from .base import Kernel
 from .conv_im2col import BatchLastConv2d, Im2colConv2d
-from .elementwise import ThreadedReLU
+from .elementwise import ThreadedReLU, ThreadedReshape
 from .matmul import ThreadedMatMul
 from .pool import TiledMaxPool2d
 from .winograd import WinogradConv2d
@@ -22,6 +22,7 @@ KERNELS: dict[type[ops.Op], tuple[type[Kernel], ...]] = {
     ops.MaxPool2d: (TiledMaxPool2d,),
     ops.ReLU: (ThreadedReLU,),
     ops.MatMul: (ThreadedMatMul,),
+    ops.Reshape: (ThreadedReshape,),
 }
 
 
