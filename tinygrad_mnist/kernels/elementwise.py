@@ -7,16 +7,17 @@ gives each core a share of the batch. Outputs and gradients keep the input's mem
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .. import ops
-from . import parallel
+from . import caches, parallel
 from .base import Kernel
 
-# NumPy's max with a scalar skips its SIMD loop: on pieces that fit in cache a max against an
-# array of zeros is ~2x faster even counting its allocation; on larger ones memory is the limit
-# either way and the zeros would only add traffic
-ZEROS_BYTES = 2 << 20
+# NumPy's max with a scalar skips its SIMD loop; against an array of zeros it takes it. The
+# zeros are one cache-sized piece, made once and reused: the max runs piece by piece
+ZEROS_BYTES = 2 << 20  # arrays in no single memory order: zeros of their size up to this
 
 
 class ThreadedReLU(Kernel, ops.ReLU):
@@ -30,13 +31,27 @@ class ThreadedReLU(Kernel, ops.ReLU):
 
     def forward(self, x):
         out = np.empty_like(x)
+        flat_x, flat_out = memory_order_flat(x), memory_order_flat(out)
+        if flat_x is not None and flat_out is not None and x.strides == out.strides:
+            piece = caches.elements_per_piece(3, x.itemsize)
+            zeros = _zeros(x.dtype, piece)
 
-        def part_relu(part):
-            piece = x[part]
-            zero = np.zeros_like(piece) if piece.nbytes <= ZEROS_BYTES else piece.dtype.type(0)
-            np.maximum(piece, zero, out=out[part])
+            def flat_relu(part):
+                for start in range(part.start, part.stop, piece):
+                    span = slice(start, min(start + piece, part.stop))
+                    size = span.stop - span.start
+                    np.maximum(flat_x[span], zeros[:size], out=flat_out[span])
 
-        parallel.split(len(x), part_relu, elements=x.size)
+            parallel.split(x.size, flat_relu, elements=x.size)
+        else:
+
+            def part_relu(part):
+                piece = x[part]
+                small = piece.nbytes <= ZEROS_BYTES
+                zero = np.zeros_like(piece) if small else piece.dtype.type(0)
+                np.maximum(piece, zero, out=out[part])
+
+            parallel.split(len(x), part_relu, elements=x.size)
         self.out = out
         return out
 
@@ -95,3 +110,21 @@ def _reshape_view(x: np.ndarray, shape) -> np.ndarray | None:
         except AttributeError:
             return None
         return view
+
+
+def memory_order_flat(x: np.ndarray) -> np.ndarray | None:
+    """x's elements as a 1-D view in the order they lie in memory, or None when x is not one
+    gapless block of memory (a slice with steps, a broadcast)."""
+    order = sorted(range(x.ndim), key=lambda axis: -abs(x.strides[axis]))
+    in_memory_order = x.transpose(order)
+    if not in_memory_order.flags.c_contiguous:
+        return None
+    return in_memory_order.reshape(-1)
+
+
+@lru_cache(maxsize=8)
+def _zeros(dtype: np.dtype, size: int) -> np.ndarray:
+    """A read-only array of `size` zeros, made once per dtype and size."""
+    zeros = np.zeros(size, dtype=dtype)
+    zeros.flags.writeable = False
+    return zeros

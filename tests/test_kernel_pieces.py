@@ -1,4 +1,4 @@
-"""The cache sizes the kernels size their pieces by, and the chunked Adam kernel's pieces."""
+"""The cache sizes the kernels size their pieces by, and kernels that work in pieces."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tinygrad_mnist.kernels import caches, optimizers
+from tinygrad_mnist.kernels.elementwise import ThreadedReLU, memory_order_flat
 
 
 @pytest.mark.parametrize(
@@ -56,3 +57,25 @@ def test_adam_in_pieces_equals_adam_in_one_go(monkeypatch, order):
     optimizers.adam_update_(data, g, m, v, *args)
     for ours, expected in zip((data, m, v), (whole[0], whole[2], whole[3]), strict=True):
         np.testing.assert_array_equal(ours, expected)
+
+
+def test_memory_order_flat_views_gapless_arrays_only():
+    a = np.arange(120.0).reshape(2, 3, 4, 5)
+    channels_last = np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    for x in (a, np.asfortranarray(a), channels_last):
+        flat = memory_order_flat(x)
+        assert flat is not None and np.shares_memory(flat, x)
+        assert sorted(flat.tolist()) == sorted(x.ravel().tolist())
+    assert memory_order_flat(a[:, :, ::2]) is None
+    assert memory_order_flat(np.broadcast_to(a[:1], (4, 3, 4, 5))) is None
+
+
+@pytest.mark.parametrize("step", [1, 2])
+def test_relu_in_pieces_equals_maximum(monkeypatch, step):
+    monkeypatch.setattr(caches, "elements_per_piece", lambda arrays, itemsize=4: 4096)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 64, 6, 9 * step)).astype(np.float32)[..., ::step]
+    x[0, 0, 0, :3] = [np.nan, -0.0, 0.0]
+    out = ThreadedReLU((True,)).forward(x)
+    np.testing.assert_array_equal(out, np.maximum(x, np.float32(0)))
+    assert out.strides == np.empty_like(x).strides
