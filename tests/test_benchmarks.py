@@ -28,6 +28,7 @@ def test_table_against_torch():
     out = run_bench("--iterations", "2", "--quick", "--models", "seed-cnn")
     assert "ours/torch" in out
     assert "seed-cnn   train" in out and "inference" in out
+    assert "limit ms" in out and "ours/lim" in out and "GEMM rate" in out
 
 
 def test_json_ours_only_with_memory():
@@ -46,7 +47,9 @@ def test_json_ours_only_with_memory():
     modes = [(r["model"], r["mode"], r["batch"]) for r in result["results"]]
     assert modes == [("seed-cnn", "train", 64), ("seed-cnn", "inference", 100)]
     assert all(r["ours_img_s"] > 0 for r in result["results"])
+    assert all(r["limit_ms"] > 0 and r["ours_vs_limit"] > 0 for r in result["results"])
     assert result["machine"]["cpus"] >= 1
+    assert result["machine"]["limits"]["gemm_gflop_s"] > 0
 
 
 def test_same_model_on_both_sides():
@@ -106,3 +109,25 @@ def test_conv2d_timing_algorithm_table():
     assert len(rows) >= 10
     chosen = {(int(r[0]), r[-1]) for r in rows}
     assert (1, "im2col") in chosen and (32, "winograd") in chosen
+
+
+def test_step_cost_counts_lenet_by_its_shapes():
+    """FLOPs of a lenet-cnn training step at batch 64 as counted by hand from its shapes
+    (a multiply-add is 2 FLOPs; counting rules in benchmarks/limits.py)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import limits
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    from tinygrad_mnist.models import build_model
+
+    n = 64
+    conv1 = 2 * 2 * (n * 32 * 26 * 26 * 9)  # forward and d/dweight (images want no gradient)
+    conv2 = 3 * 2 * (36 * (6 * 6) * 32 * 64 * n)  # Winograd: 36 products per 4x4 tile, 3 passes
+    fc1, fc2 = 3 * 2 * (n * 9216 * 128), 3 * 2 * (n * 128 * 10)
+    biases = 2 * n * (32 * 26 * 26 + 64 * 24 * 24 + 128 + 10)
+    elementwise = 2 * n * (32 * 26 * 26 + 2 * 64 * 24 * 24 + 128 + 10)  # ReLUs, pool, softmax
+    adam = 13 * 1_199_882
+    cost = limits.step_cost(build_model("lenet-cnn"), n, True)
+    assert cost.flops == conv1 + conv2 + fc1 + fc2 + biases + elementwise + adam
+    assert cost.traffic_bytes == 112_885_096
