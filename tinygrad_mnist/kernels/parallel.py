@@ -102,10 +102,8 @@ def split(n: int, work: Callable[[slice], R], *, elements: int = 0, macs: int = 
     if (small and macs < BLAS_THREADING_MACS) or getattr(_inside, "active", False):
         return [work(slice(0, n))]  # the common small case, at the least cost
     cores = workers()
-    if cores == 1:
-        return [work(slice(0, n))]
     one_thread_blas = _one_thread_blas() if macs >= BLAS_THREADING_MACS else nullcontext()
-    if small:
+    if small or cores == 1:  # TINYGRAD_MNIST_THREADS=1: BLAS on this thread too
         with one_thread_blas:
             return [work(slice(0, n))]
     count = max(1, min(n, cores))
@@ -163,7 +161,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     own share of the larger operand.
     """
     if a.ndim != 2 or b.ndim != 2:
-        big = a.size * b.shape[-1] >= BLAS_THREADING_MACS and workers() > 1
+        big = a.size * b.shape[-1] >= BLAS_THREADING_MACS
         with _one_thread_blas() if big else nullcontext():
             return np.matmul(a, b)
     m, n = a.shape[0], b.shape[1]
