@@ -67,3 +67,43 @@ def test_the_relu_backward_is_skipped_when_fused(monkeypatch):
         assert calls == [1]  # its output keeps .grad: not fused
         pooled_relu_grads(x, weights, second_use=True)
         assert calls == [1, 1]  # its output feeds another op too: not fused
+
+
+def relu_conv_grads(x, weight, bias, *, retain=False):
+    t = Tensor(x, requires_grad=True)
+    w = Tensor(weight, requires_grad=True)
+    b = Tensor(bias, requires_grad=True)
+    r = t.relu()
+    if retain:
+        r.retain_grad()
+    out = r.conv2d(w, b)
+    (out * Tensor(np.linspace(-1, 1, out.data.size).reshape(out.shape))).sum().backward()
+    assert out._op is not None
+    assert out._op.kernel == ("winograd" if kernels.mode() == "fast" else "reference")
+    return t.grad, w.grad, b.grad
+
+
+@pytest.mark.parametrize("layout", ["c", "channels-last"])
+def test_conv_after_relu_fused_equals_unfused(layout, monkeypatch):
+    x = layouts((5, 6, 14, 10), seed=4)[layout]
+    x = np.nan_to_num(x).astype(np.float32)  # NaN through a Winograd conv spreads to all
+    rng = np.random.default_rng(5)
+    weight = rng.standard_normal((7, 6, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(7).astype(np.float32)
+    calls = []
+    original = ThreadedReLU.backward
+    monkeypatch.setattr(
+        ThreadedReLU, "backward", lambda self, grad: calls.append(1) or original(self, grad)
+    )
+    with kernels.use("fast"):
+        fused = relu_conv_grads(x, weight, bias)
+        assert calls == []  # the conv applied the ReLU's mask itself
+        unfused = relu_conv_grads(x, weight, bias, retain=True)
+        assert calls == [1]
+    for got, expected in zip(fused, unfused, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    with kernels.use("reference"):
+        reference = relu_conv_grads(x, weight, bias)
+    for got, expected in zip(fused, reference, strict=True):
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * scale)

@@ -9,7 +9,7 @@ common, so each kernel only writes its own `_forward` and `_backward`.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -51,6 +51,10 @@ class FastConv2d(Kernel, ops.Conv2d):
 
     # the bias gradient, g summed per channel, when `_backward` got it from its own pass over g
     summed_grad: np.ndarray | None = None
+    # kernels whose `_backward` applies `input_mask` (a ReLU's output before this conv: d/dx
+    # zeroed where it is not > 0, as the ReLU's backward would), for `fusion`
+    masks_input_grad: ClassVar[bool] = False
+    input_mask: np.ndarray | None = None  # channels-last (N, H, W, C), set around a backward
 
     def wants_bias_grad(self) -> bool:
         return self.has_bias and self.needs_input_grad[2]

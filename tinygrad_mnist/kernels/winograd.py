@@ -194,9 +194,20 @@ def _transform_input(x: np.ndarray, data_transform: np.ndarray, th: int, tw: int
 
 
 def backward(
-    saved: Saved, grad: np.ndarray, need_input: bool = True, need_weight: bool = True
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Gradients (d/dx (N, H, W, C), d/dweight (O, C, 3, 3)) from grad (N, H-2, W-2, O)."""
+    saved: Saved,
+    grad: np.ndarray,
+    need_input: bool = True,
+    need_weight: bool = True,
+    need_bias: bool = False,
+    input_mask: np.ndarray | None = None,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Gradients (d/dx (N, H, W, C), d/dweight (O, C, 3, 3), d/dbias (O,)) from grad
+    (N, H-2, W-2, O); None for those not asked for.
+
+    The bias gradient, grad summed per channel, is taken from each chunk's tiles while they
+    are in cache. `input_mask` (N, H, W, C), when given, zeroes d/dx where it is not > 0: the
+    backward of a ReLU before this conv, done chunk by chunk in cache (`fusion`).
+    """
     n, h, w, c = saved.input_shape
     th, tw = saved.tiles
     o = grad.shape[-1]
@@ -211,13 +222,17 @@ def backward(
     # every pixel is written once (`_put_patches`), so no zeros are needed
     gx = np.empty((n, TILE * th + 2, TILE * tw + 2, c), grad.dtype) if need_input else None
 
-    def run(part: slice) -> np.ndarray | None:
+    def run(part: slice) -> tuple[np.ndarray | None, np.ndarray | None]:
         du = None if patches is None else np.zeros((PATCH * PATCH, c, o), dtype=grad.dtype)
+        db = np.zeros(o, dtype=grad.dtype) if need_bias else None
         for k in range(part.start, part.stop):
             chunk = saved.chunks[k]
             # the output gradient tile by tile, the 16 in-tile positions first
             tiles = grad[chunk].reshape(-1, th, TILE, tw, TILE, o).transpose(2, 4, 0, 1, 3, 5)
             tiles = np.ascontiguousarray(tiles).reshape(TILE * TILE, -1)
+            if db is not None:  # a product with ones: NumPy's sum down columns is ~20x slower
+                pixels = tiles.reshape(-1, o)
+                db += np.ones(len(pixels), dtype=grad.dtype) @ pixels
             dm = _both_sides(mats.output.T, tiles).reshape(PATCH * PATCH, -1, o)
             if du is not None and patches is not None:
                 du += np.matmul(patches[k].transpose(0, 2, 1), dm)  # (36, C, O)
@@ -225,16 +240,21 @@ def backward(
                 dv = np.matmul(dm, saved.weights_t)  # (36, tiles, C)
                 dpatches = _both_sides(mats.data.T, dv).reshape(PATCH, PATCH, -1, th, tw, c)
                 _put_patches(dpatches, gx[chunk])
-        return du
+                if input_mask is not None:
+                    gx[chunk, :h, :w] *= input_mask[chunk] > 0
+        return du, db
 
     parts = parallel.split(len(saved.chunks), run, macs=2 * PATCH * PATCH * n * th * tw * c * o)
-    grad_w = None
-    dus = [part for part in parts if part is not None]
+    grad_w = grad_b = None
+    dus = [du for du, _ in parts if du is not None]
     if dus:
         du = sum(dus[1:], start=dus[0])
         dw = parallel.matmul(mats.weight.T, du.reshape(PATCH * PATCH, -1)).reshape(3, 3, c, o)
         grad_w = np.ascontiguousarray(dw.transpose(3, 2, 0, 1))
-    return (None if gx is None else gx[:, :h, :w]), grad_w
+    dbs = [db for _, db in parts if db is not None]
+    if dbs:
+        grad_b = sum(dbs[1:], start=dbs[0])
+    return (None if gx is None else gx[:, :h, :w]), grad_w, grad_b
 
 
 def _put_patches(dpatches: np.ndarray, gx: np.ndarray) -> None:
@@ -269,6 +289,7 @@ class WinogradConv2d(FastConv2d):
 
     kernel = "winograd"
     exact = False
+    masks_input_grad = True
 
     @classmethod
     def applies(
@@ -288,4 +309,12 @@ class WinogradConv2d(FastConv2d):
         return out
 
     def _backward(self, g):
-        return backward(self.saved, g, self.needs_input_grad[0], self.needs_input_grad[1])
+        gx, grad_w, self.summed_grad = backward(
+            self.saved,
+            g,
+            self.needs_input_grad[0],
+            self.needs_input_grad[1],
+            need_bias=self.wants_bias_grad(),
+            input_mask=self.input_mask,
+        )
+        return gx, grad_w
