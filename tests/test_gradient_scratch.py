@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinygrad_mnist import Tensor
+from tinygrad_mnist import Tensor, kernels
 from tinygrad_mnist.kernels.elementwise import ThreadedReLU
 
 
@@ -21,6 +21,25 @@ def test_one_array_handed_to_two_relus_is_not_overwritten():
     ((x1.relu() + x2.relu()) * 1.0).sum().backward()  # Mul makes the array Add hands out
     np.testing.assert_array_equal(x1.grad, (x1.data > 0).astype(np.float32))
     np.testing.assert_array_equal(x2.grad, (x2.data > 0).astype(np.float32))
+
+
+def test_views_of_one_array_handed_to_two_relus_are_not_overwritten():
+    # Add hands one array to both inputs; each Transpose's backward makes a view of it
+    x1 = Tensor(_mixed((64, 300), 11), requires_grad=True)
+    x2 = Tensor(_mixed((64, 300), 12), requires_grad=True)
+    ((x1.relu().T + x2.relu().T) * 1.0).sum().backward()
+    np.testing.assert_array_equal(x1.grad, (x1.data > 0).astype(np.float32))
+    np.testing.assert_array_equal(x2.grad, (x2.data > 0).astype(np.float32))
+
+
+def test_a_transposed_weights_gradient_is_taken_over_without_a_copy():
+    w = Tensor(_mixed((10, 300), 13), requires_grad=True)
+    x = Tensor(_mixed((64, 300), 14))
+    with kernels.use("fast"):  # the fast MatMul makes W^T's gradient in W^T's own layout
+        (x @ w.T).sum().backward()
+    assert w.grad is not None and w.grad.flags.c_contiguous
+    assert w.grad.base is not None  # the product's own memory, seen through the transpose
+    np.testing.assert_allclose(w.grad, np.broadcast_to(x.data.sum(axis=0), (10, 300)), rtol=1e-5)
 
 
 def test_a_retained_gradient_is_not_overwritten():

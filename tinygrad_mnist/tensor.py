@@ -472,7 +472,7 @@ class Tensor:
         grads: dict[int, np.ndarray] = {id(self): seed}
         # arrays a tensor's .grad may not take over without a copy, nor an op overwrite: the
         # caller's, those stored as some .grad, and those an op handed to two inputs (add)
-        shared = {id(seed)} if grad is not None else set()
+        shared = {id(seed), id(_memory_owner(seed))} if grad is not None else set()
         order = topological_order(self, only_requiring_grad=True)
         assert order is not None  # None only when given a limit
         consumers = Counter(id(parent) for node in order for parent in node._parents)
@@ -483,11 +483,11 @@ class Tensor:
             if node._op is None or node._retains_grad:
                 if node.grad is not None:
                     node.grad = node.grad + g
-                elif g.base is None and id(g) not in shared:
+                elif _unshared(g, shared):
                     node.grad = g  # a fresh array from an op's backward: no copy needed
                 else:
                     node.grad = g.copy(order="K")  # in g's memory layout
-                shared.add(id(node.grad))
+                shared.update((id(node.grad), id(_memory_owner(node.grad))))
                 if node._op is None:
                     continue
             op, parents = node._op, node._parents
@@ -498,10 +498,10 @@ class Tensor:
                 op, parents = fused
             # a gradient nothing else holds is the op's to overwrite: a kernel may write its
             # result into it rather than into a fresh array (one pass less over memory)
-            op.grad_is_scratch = g.base is None and id(g) not in shared
+            op.grad_is_scratch = _unshared(g, shared)
             input_grads = op.backward(g)
-            handed_out = [id(pg) for pg in input_grads if pg is not None]
-            shared.update(i for i in handed_out if handed_out.count(i) > 1)  # one array, 2 inputs
+            owners = [id(_memory_owner(pg)) for pg in input_grads if pg is not None]
+            shared.update(i for i in owners if owners.count(i) > 1)  # one memory, two inputs
             for parent, pg in zip(parents, input_grads, strict=False):
                 if pg is None or not parent.requires_grad:
                     continue
@@ -1533,6 +1533,22 @@ def topological_order(
             if id(parent) not in seen and (parent.requires_grad or not only_requiring_grad)
         )
     return order
+
+
+def _memory_owner(a: np.ndarray) -> np.ndarray:
+    return a if a.base is None else a.base
+
+
+def _unshared(g: np.ndarray, shared: set[int]) -> bool:
+    """True when g's memory is g's alone: an array an op's backward just made, or a view of
+    the whole of one (a transposed weight's gradient), that nothing in `shared` holds."""
+    owner = _memory_owner(g)
+    return (
+        isinstance(owner, np.ndarray)
+        and owner.size == g.size
+        and id(g) not in shared
+        and id(owner) not in shared
+    )
 
 
 def _index_array(targets) -> np.ndarray:
