@@ -53,15 +53,17 @@ def test_module_matches_torch(n, c, o, h, w, bias, dtype, tol, monkeypatch):
     wt = rng.standard_normal((o, c, 3, 3)).astype(dtype)
     b = rng.standard_normal(o).astype(dtype) if bias else None
     g = rng.standard_normal((n, o, h - 2, w - 2)).astype(dtype)
-    ref_out, (ref_gx, ref_gw, _) = reference(x, wt, b, g)
+    ref_out, (ref_gx, ref_gw, ref_gb) = reference(x, wt, b, g)
 
     out, saved = winograd.forward(x.transpose(0, 2, 3, 1), wt, b)
     assert len(saved.chunks) == n
-    gx, gw = winograd.backward(saved, g.transpose(0, 2, 3, 1))
+    gx, gw, gb = winograd.backward(saved, g.transpose(0, 2, 3, 1), need_bias=bias)
+    assert (gb is None) == (not bias)
     for ours, ref in [
         (out.transpose(0, 3, 1, 2), ref_out),
         (gx.transpose(0, 3, 1, 2), ref_gx),
         (gw, ref_gw),
+        *([(gb, ref_gb)] if bias else []),
     ]:
         assert ours.dtype == dtype and ours.shape == ref.shape
         scale = np.abs(ref).max()
@@ -73,12 +75,12 @@ def test_chunking_does_not_change_results(monkeypatch):
     x = rng.standard_normal((6, 12, 12, 8))
     wt, g = rng.standard_normal((16, 8, 3, 3)), rng.standard_normal((6, 10, 10, 16))
     whole, saved = winograd.forward(x, wt)
-    grads = winograd.backward(saved, g)
+    grads = winograd.backward(saved, g, need_bias=True)
     monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
     chunked, saved = winograd.forward(x, wt)
     assert len(saved.chunks) == 6
     np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=1e-12)
-    for a, b in zip(winograd.backward(saved, g), grads, strict=True):
+    for a, b in zip(winograd.backward(saved, g, need_bias=True), grads, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
@@ -88,11 +90,25 @@ def test_only_the_wanted_gradients():
     g = rng.standard_normal((2, 6, 6, 16))
     _, saved = winograd.forward(x, wt, keep_patches=False)
     assert saved.patches is None
-    gx, gw = winograd.backward(saved, g, need_input=True, need_weight=False)
-    assert gw is None and gx.shape == x.shape
+    gx, gw, gb = winograd.backward(saved, g, need_input=True, need_weight=False)
+    assert gw is None and gb is None and gx.shape == x.shape
     _, saved = winograd.forward(x, wt)
-    gx, gw = winograd.backward(saved, g, need_input=False, need_weight=True)
-    assert gx is None and gw.shape == wt.shape
+    gx, gw, gb = winograd.backward(saved, g, need_input=False, need_weight=True)
+    assert gx is None and gb is None and gw.shape == wt.shape
+
+
+def test_input_mask_zeroes_the_input_gradient_where_it_is_not_positive(monkeypatch):
+    """The ReLU backward fused into the conv's (`fusion`): d/dx * (mask > 0), in every chunk."""
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
+    rng = np.random.default_rng(3)
+    x, wt = rng.standard_normal((3, 9, 7, 8)), rng.standard_normal((16, 8, 3, 3))
+    g = rng.standard_normal((3, 7, 5, 16))
+    mask = np.maximum(rng.standard_normal(x.shape), 0)
+    _, saved = winograd.forward(x, wt)
+    plain, gw, _ = winograd.backward(saved, g)
+    masked, gw_masked, _ = winograd.backward(saved, g, input_mask=mask)
+    np.testing.assert_array_equal(masked, plain * (mask > 0))
+    np.testing.assert_array_equal(gw_masked, gw)
 
 
 @pytest.mark.parametrize(
