@@ -80,4 +80,5 @@ def test_the_sdist_carries_what_its_tests_read():
     # folders the tests open: their own helpers and data, the examples, notebook, benchmarks, docs
     read = {"tests", "examples", "notebooks", "benchmarks", "docs"}
     assert read <= grafted
-    assert {"setup.cfg", "LICENSE", "README.md"} <= set(manifest)  # pytest's settings included
+    # pytest's settings, and what the README points at
+    assert {"setup.cfg", "LICENSE", "README.md", "requirements.txt"} <= set(manifest)
