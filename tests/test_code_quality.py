@@ -40,5 +40,11 @@ def test_ruff_format():
 
 def test_mypy():
     # the files to check and every option come from [tool.mypy] in pyproject.toml
+    import numpy as np
+
+    if int(np.__version__.split(".")[0]) < 2:
+        # the code runs on NumPy 1.24 too (tested), but is type-checked against NumPy 2's stubs:
+        # older stubs lack arguments it passes behind a version check (reshape's copy=)
+        pytest.skip(f"type-checked against NumPy 2's stubs, NumPy {np.__version__} installed")
     result = run_tool("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
