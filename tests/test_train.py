@@ -283,6 +283,16 @@ def test_history_csv_round_trip(tmp_path):
     assert isinstance(loaded.iteration[0], int)
 
 
+def test_history_repr_is_one_line():
+    history = train.History()
+    assert repr(history) == "<History: no points yet>"
+    point = dict(epoch=0.1, train_loss=1.0, train_error=0.5, lr=1e-3, seconds=1.0)
+    history.append(iteration=10, test_error=None, test_accuracy=None, **point)
+    assert repr(history) == "<History: 1 point, iterations 10 to 10>"
+    history.append(iteration=20, test_error=0.0091, test_accuracy=0.9909, **point)
+    assert repr(history) == "<History: 2 points, iterations 10 to 20, last test accuracy 99.09%>"
+
+
 def test_history_append_needs_every_field():
     with pytest.raises(ValueError, match="fields"):
         train.History().append(iteration=1)

@@ -278,6 +278,17 @@ class History:
     def __len__(self) -> int:
         return len(self.iteration)
 
+    def __repr__(self) -> str:
+        """One line: how many points, over which iterations, and the last test accuracy (the
+        lists are attributes; `plots.plot_curves(history)` draws them)."""
+        if not self.iteration:
+            return "<History: no points yet>"
+        points = f"{len(self)} point{'' if len(self) == 1 else 's'}"
+        text = f"<History: {points}, iterations {self.iteration[0]} to {self.iteration[-1]}"
+        if self.test_accuracy[-1] is not None:
+            text += f", last test accuracy {100 * self.test_accuracy[-1]:.2f}%"
+        return text + ">"
+
     def append(self, **values) -> None:
         """Add one evaluation point; every field must be given."""
         names = self.columns()
