@@ -37,11 +37,11 @@ class PoolAfterReLU:
         self.pool, self.relu = pool, relu
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
-        pooled = self.pool.out
-        assert pooled is not None  # `fuse` checked it
-        masked = np.empty_like(pooled, dtype=np.result_type(grad, pooled))
-        np.multiply(grad, pooled > 0, out=masked)  # ReLU's mask, on the pooled values
-        return self.pool.backward(masked)
+        self.pool.mask_by_output = True  # the ReLU's mask, on the pooled values
+        try:
+            return self.pool.backward(grad)
+        finally:
+            self.pool.mask_by_output = False
 
 
 class ConvAfterReLU:

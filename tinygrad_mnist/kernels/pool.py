@@ -63,6 +63,7 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
         self.geometry = (h, w, oh, ow, kh, kw)
         self.x, self.winner, self.pair_winners = x, None, None
         self.out = None  # kept for a backward fused with the op before (`fusion`)
+        self.mask_by_output = False  # set around such a backward
         x_tiles = tiles(x, oh, ow, kh, kw)
         out = np.empty_like(x_tiles[:, :, :, 0, :, 0])  # x's memory layout
         if (kh, kw) == (2, 2):
@@ -153,6 +154,15 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
             self._route_tiles(grad, grad_tiles)
         return (gx,)
 
+    def _masked(self, g: np.ndarray, part) -> np.ndarray:
+        """g, times (pooled > 0) when `mask_by_output` (a ReLU's backward fused in, `fusion`):
+        done here on each piece, in the winners' layout and in cache, because on the whole
+        gradient in another layout it is a slow strided loop."""
+        if not self.mask_by_output:
+            return g
+        assert self.out is not None  # kept by a forward that wants a gradient
+        return np.multiply(g, self.out[part] > 0)
+
     def _route_2x2(self, grad, grad_tiles):
         """Each 2x2 window's gradient to its winner, by the three comparisons of forward."""
         assert self.pair_winners is not None  # set by a forward that kept its winners
@@ -168,6 +178,7 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
             else:
                 g = np.empty_like(bottom_row[part], dtype=grad.dtype)
                 g[...] = grad[part]
+            g = self._masked(g, part)
             to_bottom = g * bottom_row[part]
             to_top = g * ~bottom_row[part]
             part_tiles = grad_tiles[part]
@@ -186,6 +197,7 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
             winner = self.winner[part]
             g = np.empty_like(winner, dtype=grad.dtype)
             g[...] = grad[part]
+            g = self._masked(g, part)
             part_tiles = grad_tiles[part]
             for i in range(kh):
                 for j in range(kw):
