@@ -46,6 +46,9 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
     """MaxPool2d when the windows tile the input (kernel_size == stride)."""
 
     kernel = "tiled"
+    winner: np.ndarray | None = None  # uint8 offset of each window's winner (general tiles)
+    pair_winners: list[np.ndarray] | None = None  # 2x2 tiles: three boolean comparisons
+    out: np.ndarray | None = None  # the pooled output, for a fused backward (`fusion`)
 
     @classmethod
     def applies(cls, x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)) -> bool:
