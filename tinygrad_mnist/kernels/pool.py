@@ -141,9 +141,11 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
             right = np.where(bottom_row, right_in_bottom, right_in_top)
             self.winner = (2 * bottom_row + right).astype(np.uint8)
             self.pair_winners = None
+        winner = self.winner
+        assert winner is not None  # kept by a forward that wants a gradient
         offsets = [(i, j) for i in range(kh) for j in range(kw)]
         for k, (i, j) in enumerate(offsets):
-            np.copyto(self.winner, k, where=np.isnan(x_tiles[:, :, :, i, :, j]))
+            np.copyto(winner, k, where=np.isnan(x_tiles[:, :, :, i, :, j]))
 
     def backward(self, grad):
         h, w, oh, ow, kh, kw = self.geometry
@@ -195,9 +197,11 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
     def _route_tiles(self, grad, grad_tiles):
         """Each tile's gradient to the offset recorded in `winner`."""
         kh, kw = grad_tiles.shape[3], grad_tiles.shape[5]
+        winners = self.winner
+        assert winners is not None  # kept by a forward that wants a gradient
 
         def part_grad(part):
-            winner = self.winner[part]
+            winner = winners[part]
             g = np.empty_like(winner, dtype=grad.dtype)
             g[...] = grad[part]
             g = self._masked(g, part)
