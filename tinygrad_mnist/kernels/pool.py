@@ -46,7 +46,7 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
     """MaxPool2d when the windows tile the input (kernel_size == stride)."""
 
     kernel = "tiled"
-    winner: np.ndarray | None = None  # uint8 offset of each window's winner (general tiles)
+    offset_won: np.ndarray | None = None  # uint8 offset of each window's winner (kh x kw)
     pair_winners: list[np.ndarray] | None = None  # 2x2 tiles: three boolean comparisons
     out: np.ndarray | None = None  # the pooled output, for a fused backward (`fusion`)
 
@@ -64,7 +64,7 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
         n, c, h, w = x.shape
         oh, ow = h // kh, w // kw
         self.geometry = (h, w, oh, ow, kh, kw)
-        self.x, self.winner, self.pair_winners = x, None, None
+        self.x, self.offset_won, self.pair_winners = x, None, None
         self.out = None  # kept for a backward fused with the op before (`fusion`)
         self.mask_by_output = False  # set around such a backward
         x_tiles = tiles(x, oh, ow, kh, kw)
@@ -131,7 +131,7 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
                 np.maximum(part_out, v, out=part_out)
 
         _split(x_tiles, out, part_max, elements=x_tiles.size * 5)  # ~5 passes per offset
-        self.winner = winner
+        self.offset_won = winner
 
     def _send_nan_gradients_to_last_nan(self, x_tiles):
         """Rare: rewrite the winners as `winner` offsets, the last NaN winning a NaN window."""
@@ -139,9 +139,9 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
         if self.pair_winners is not None:
             right_in_top, right_in_bottom, bottom_row = self.pair_winners
             right = np.where(bottom_row, right_in_bottom, right_in_top)
-            self.winner = (2 * bottom_row + right).astype(np.uint8)
+            self.offset_won = (2 * bottom_row + right).astype(np.uint8)
             self.pair_winners = None
-        winner = self.winner
+        winner = self.offset_won
         assert winner is not None  # kept by a forward that wants a gradient
         offsets = [(i, j) for i in range(kh) for j in range(kw)]
         for k, (i, j) in enumerate(offsets):
@@ -197,7 +197,7 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
     def _route_tiles(self, grad, grad_tiles):
         """Each tile's gradient to the offset recorded in `winner`."""
         kh, kw = grad_tiles.shape[3], grad_tiles.shape[5]
-        winners = self.winner
+        winners = self.offset_won
         assert winners is not None  # kept by a forward that wants a gradient
 
         def part_grad(part):
