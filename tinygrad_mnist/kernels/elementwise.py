@@ -36,13 +36,11 @@ class ThreadedReLU(Kernel, ops.ReLU):
             piece = caches.elements_per_piece(3, x.itemsize)
             zeros = _zeros(x.dtype, piece)
 
-            def flat_relu(part):
-                for start in range(part.start, part.stop, piece):
-                    span = slice(start, min(start + piece, part.stop))
-                    size = span.stop - span.start
-                    np.maximum(flat_x[span], zeros[:size], out=flat_out[span])
+            def flat_relu(span):
+                size = span.stop - span.start
+                np.maximum(flat_x[span], zeros[:size], out=flat_out[span])
 
-            parallel.split(x.size, flat_relu, elements=x.size)
+            parallel.split_in_pieces(x.size, piece, flat_relu, elements=x.size)
         else:
 
             def part_relu(part):

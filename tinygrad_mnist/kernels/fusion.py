@@ -33,8 +33,8 @@ class PoolAfterReLU:
     name = "MaxPool2d+ReLU"
     grad_is_scratch = False  # set by Tensor.backward, as on any op
 
-    def __init__(self, pool: TiledMaxPool2d, relu: ThreadedReLU):
-        self.pool, self.relu = pool, relu
+    def __init__(self, pool: TiledMaxPool2d):
+        self.pool = pool
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
         self.pool.mask_by_output = True  # the ReLU's mask, on the pooled values
@@ -69,7 +69,7 @@ def fuse(node: Any, consumers: dict[int, int]) -> tuple[Any, tuple] | None:
     if isinstance(op, TiledMaxPool2d) and op.out is not None:
         relu_out = _only_consumed_relu_output(node._parents[0], consumers)
         if relu_out is not None:
-            return PoolAfterReLU(op, relu_out._op), relu_out._parents
+            return PoolAfterReLU(op), relu_out._parents
     if (
         isinstance(op, FastConv2d)
         and op.masks_input_grad

@@ -29,13 +29,12 @@ def adam_update_(data, g, m, v, b1, b2, step_size, root_correction2, eps) -> Non
     flat = [a.reshape(-1) for a in (data, g, m, v)]
     piece = caches.elements_per_piece(ARRAYS_PER_PIECE, data.itemsize)
 
-    def update(part: slice) -> None:
-        for start in range(part.start, part.stop, piece):
-            span = slice(start, min(start + piece, part.stop))
-            p_data, p_g, p_m, p_v = (a[span] for a in flat)
-            _update(p_data, p_g, p_m, p_v, b1, b2, step_size, root_correction2, eps)
+    def update(span: slice) -> None:
+        p_data, p_g, p_m, p_v = (a[span] for a in flat)
+        _update(p_data, p_g, p_m, p_v, b1, b2, step_size, root_correction2, eps)
 
-    parallel.split(data.size, update, elements=data.size * 6)  # ~10 passes, done once
+    # ~10 passes, each piece's done in cache
+    parallel.split_in_pieces(data.size, piece, update, elements=data.size * 6)
 
 
 def _update(data, g, m, v, b1, b2, step_size, root_correction2, eps) -> None:

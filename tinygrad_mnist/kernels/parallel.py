@@ -146,10 +146,17 @@ def split_array(
     piece = n
     if working_bytes and abs(x.strides[axis]) == max(abs(s) for s in x.strides):
         piece = max(1, caches.l2_bytes() // 2 * n // working_bytes)
+    split_in_pieces(n, piece, lambda span: work((*lead, span)), elements=elements)
+
+
+def split_in_pieces(
+    n: int, piece: int, work: Callable[[slice], None], *, elements: int = 0
+) -> None:
+    """`split` of range(n), each core handing its part to `work` `piece` items at a time."""
 
     def in_pieces(part: slice) -> None:
         for start in range(part.start, part.stop, piece):
-            work((*lead, slice(start, min(start + piece, part.stop))))
+            work(slice(start, min(start + piece, part.stop)))
 
     split(n, in_pieces, elements=elements)
 

@@ -49,6 +49,7 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
     offset_won: np.ndarray | None = None  # uint8 offset of each window's winner (kh x kw)
     pair_winners: list[np.ndarray] | None = None  # 2x2 tiles: three boolean comparisons
     out: np.ndarray | None = None  # the pooled output, for a fused backward (`fusion`)
+    mask_by_output = False  # set around such a backward: the ReLU's mask, on the pooled values
 
     @classmethod
     def applies(cls, x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)) -> bool:
@@ -64,9 +65,7 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
         n, c, h, w = x.shape
         oh, ow = h // kh, w // kw
         self.geometry = (h, w, oh, ow, kh, kw)
-        self.x, self.offset_won, self.pair_winners = x, None, None
-        self.out = None  # kept for a backward fused with the op before (`fusion`)
-        self.mask_by_output = False  # set around such a backward
+        self.x, self.offset_won, self.pair_winners, self.out = x, None, None, None
         x_tiles = tiles(x, oh, ow, kh, kw)
         out = np.empty_like(x_tiles[:, :, :, 0, :, 0])  # x's memory layout
         if (kh, kw) == (2, 2):
