@@ -35,6 +35,9 @@ def test_l2_size_is_read_from_sysfs(tmp_path, monkeypatch):
     caches.l2_bytes.cache_clear()
     try:
         assert caches.l2_bytes() == 1 << 20
+        assert caches.piece_bytes() == caches.MIN_PIECE_BYTES  # half of 1 MiB is below it
+        assert caches.elements_per_piece(4) == caches.MIN_PIECE_BYTES // 16
+        monkeypatch.setattr(caches, "MIN_PIECE_BYTES", 1 << 16)
         assert caches.elements_per_piece(4) == (1 << 20) // 2 // 16
     finally:
         caches.l2_bytes.cache_clear()
@@ -79,3 +82,25 @@ def test_relu_in_pieces_equals_maximum(monkeypatch, step):
     out = ThreadedReLU((True,)).forward(x)
     np.testing.assert_array_equal(out, np.maximum(x, np.float32(0)))
     assert out.strides == np.empty_like(x).strides
+
+
+@pytest.mark.parametrize("layout", [(0, 1, 2, 3), (0, 2, 3, 1), (1, 2, 3, 0)])
+def test_max_pool_in_pieces_equals_pool_in_one_piece(monkeypatch, layout):
+    """Cut into many pieces (NCHW, channels-last and batch-last memory), the tiled max-pool
+    gives the same output and gradient, bit for bit, as in one piece."""
+    from tinygrad_mnist.kernels.pool import TiledMaxPool2d
+
+    rng = np.random.default_rng(1)
+    memory = rng.standard_normal([(6, 5, 8, 8)[axis] for axis in layout]).astype(np.float32)
+    x = memory.transpose(np.argsort(layout))  # NCHW view of that memory order
+    grad = rng.standard_normal((6, 5, 4, 4)).astype(np.float32)
+    results = []
+    for piece in (1 << 30, 256):
+        monkeypatch.setattr(caches, "piece_bytes", lambda piece=piece: piece)
+        monkeypatch.setattr("tinygrad_mnist.kernels.parallel.MIN_SPLIT_ELEMENTS", 1)
+        op = TiledMaxPool2d((True,))
+        out = op.forward(x, (2, 2), (2, 2))
+        results.append((out, op.backward(grad)[0]))
+    (whole_out, whole_grad), (pieces_out, pieces_grad) = results
+    np.testing.assert_array_equal(pieces_out, whole_out)
+    np.testing.assert_array_equal(pieces_grad, whole_grad)

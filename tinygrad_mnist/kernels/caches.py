@@ -38,10 +38,23 @@ def l2_bytes() -> int:
     return FALLBACK_L2_BYTES
 
 
-def elements_per_piece(arrays: int, itemsize: int = 4) -> int:
-    """How many elements of each of `arrays` arrays fit together in half of L2.
+# The least a piece holds, whatever the cache. Every NumPy call on a piece costs a few
+# microseconds before its loop starts, and with two threads each call also waits its turn
+# for the interpreter: pieces of half a 2 MiB L2 made seed-cnn's batch-128 step 9% slower than
+# pieces of 4 MiB, and lenet-cnn's 1.5-2% (in-process A/B, `benchmarks/bench_vs_torch.py` models).
+MIN_PIECE_BYTES = 4 << 20
+
+
+def piece_bytes() -> int:
+    """How many bytes one piece of a chain of elementwise steps may touch: half of L2, so the
+    chain runs in cache, but no less than MIN_PIECE_BYTES.
 
     Half, because the core's L2 also holds the code's other data and the lines that the
     hardware prefetcher brings in ahead of the loop.
     """
-    return max(4096, l2_bytes() // 2 // (arrays * itemsize))
+    return max(l2_bytes() // 2, MIN_PIECE_BYTES)
+
+
+def elements_per_piece(arrays: int, itemsize: int = 4) -> int:
+    """How many elements of each of `arrays` arrays fit together in one piece (`piece_bytes`)."""
+    return max(4096, piece_bytes() // (arrays * itemsize))

@@ -135,17 +135,16 @@ def split_array(
 
     Cutting the outermost axis gives each core whole runs of memory: a batch-last (C, H, W, N)
     array is cut by channels, not into half-length runs of N. When that axis is also outermost
-    of all, each core hands its part to `work` in pieces that fit half its L2 cache
-    (`caches`), with `working_bytes` what the whole job keeps in memory, temporaries
-    included: a chain of elementwise steps on a piece then runs in the cache and reads and
-    writes main memory once.
+    of all, each core hands its part to `work` in pieces of `caches.piece_bytes`, with
+    `working_bytes` what the whole job keeps in memory, temporaries included: a chain of
+    elementwise steps on a piece then runs in the cache and reads and writes main memory once.
     """
     axis = max(axes, key=lambda a: abs(x.strides[a]))
     lead = (slice(None),) * axis
     n = x.shape[axis]
     piece = n
     if working_bytes and abs(x.strides[axis]) == max(abs(s) for s in x.strides):
-        piece = max(1, caches.l2_bytes() // 2 * n // working_bytes)
+        piece = max(1, caches.piece_bytes() * n // working_bytes)
     split_in_pieces(n, piece, lambda span: work((*lead, span)), elements=elements)
 
 
