@@ -183,13 +183,16 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
                 g = np.empty_like(bottom_row[part], dtype=grad.dtype)
                 g[...] = grad[part]
             g = self._masked(g, part)
+            # what a comparison's winner does not take, the loser gets: g - g * won, a
+            # subtraction of floats instead of a negated mask and a multiply by bools
             to_bottom = g * bottom_row[part]
-            to_top = g * ~bottom_row[part]
+            to_top = g - to_bottom
             part_tiles = grad_tiles[part]
-            np.multiply(to_top, right_in_top[part], out=part_tiles[:, :, :, 0, :, 1])
-            np.multiply(to_top, ~right_in_top[part], out=part_tiles[:, :, :, 0, :, 0])
-            np.multiply(to_bottom, right_in_bottom[part], out=part_tiles[:, :, :, 1, :, 1])
-            np.multiply(to_bottom, ~right_in_bottom[part], out=part_tiles[:, :, :, 1, :, 0])
+            for row, right_won in ((0, right_in_top), (1, right_in_bottom)):
+                row_grad = to_top if row == 0 else to_bottom
+                right = part_tiles[:, :, :, row, :, 1]
+                np.multiply(row_grad, right_won[part], out=right)
+                np.subtract(row_grad, right, out=part_tiles[:, :, :, row, :, 0])
 
         _split(grad_tiles, grad, part_grad, elements=grad.size * 8)
 
