@@ -35,3 +35,34 @@ def test_one_worker_runs_blas_on_the_calling_thread_too(monkeypatch):
         parallel.split(4, lambda part: seen.append(blas_threads()), macs=1 << 30)
         assert blas_threads() == [2] * len(seen[0])
     assert seen == [[1] * len(seen[0])]
+
+
+@pytest.mark.parametrize("k", [1, 2, 7, 64])
+def test_inner_split_product_equals_matmul(monkeypatch, k):
+    """Each core's share of the inner dimension, added up, is the product (to rounding)."""
+    import numpy as np
+
+    monkeypatch.setattr(parallel, "MIN_SPLIT_ELEMENTS", 0)
+    monkeypatch.setattr(parallel, "BLAS_THREADING_MACS", 0)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((5, k)), rng.standard_normal((k, 3))
+    np.testing.assert_allclose(parallel.matmul_inner_split(a, b), a @ b, rtol=1e-12, atol=1e-12)
+
+
+def test_linear_forward_split_by_inner_dimension_equals_matmul(monkeypatch):
+    """x @ W^T with W^T column-major (a Linear layer) takes the inner split: same values."""
+    import numpy as np
+
+    from tinygrad_mnist.kernels.matmul import ThreadedMatMul
+
+    monkeypatch.setattr(parallel, "MIN_SPLIT_ELEMENTS", 0)
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((6, 40)), rng.standard_normal((4, 40))
+    seen = []
+    inner_split = parallel.matmul_inner_split
+    monkeypatch.setattr(
+        parallel, "matmul_inner_split", lambda a, b: seen.append(1) or inner_split(a, b)
+    )
+    out = ThreadedMatMul((True, True)).forward(x, w.T)
+    assert seen, "the Linear layer's product did not take the inner split"
+    np.testing.assert_allclose(out, x @ w.T, rtol=1e-12, atol=1e-12)

@@ -24,21 +24,30 @@ class ThreadedMatMul(Kernel, ops.MatMul):
 
     def forward(self, a, b):
         self.a, self.b = a, b
+        if _transposed(b) and not _transposed(a):
+            # a Linear layer, x @ W^T: computed as (W @ x^T)^T, whose operands BLAS reads in
+            # their own order, each core taking half of the inner dimension
+            return parallel.matmul_inner_split(b.T, a.T).T
         return parallel.matmul(a, b)
 
     def backward(self, grad):
         a, b = self.a, self.b
         grad_a = grad_b = None
         if self.needs_input_grad[0]:
-            if a.flags.f_contiguous and not a.flags.c_contiguous:
+            if _transposed(a):
                 grad_a = parallel.matmul(b, grad.T).T  # (b @ grad^T)^T: column-major
             else:
                 grad_a = parallel.matmul(grad, b.T)
         if self.needs_input_grad[1]:
-            if b.flags.f_contiguous and not b.flags.c_contiguous:
+            if _transposed(b):
                 # b is a transposed weight (Linear's W^T): (grad^T @ a)^T is column-major, so
                 # the weight's own gradient comes out C-ordered, as the optimizer reads it
                 grad_b = parallel.matmul(grad.T, a).T
             else:
                 grad_b = parallel.matmul(a.T, grad)
         return grad_a, grad_b
+
+
+def _transposed(a) -> bool:
+    """True for a column-major 2-D array (the transpose of a C-ordered one)."""
+    return a.flags.f_contiguous and not a.flags.c_contiguous
