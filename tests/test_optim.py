@@ -509,3 +509,16 @@ def test_group_and_option_errors():
     w.grad = np.ones(3, np.float32)
     opt.zero_grad(set_to_none=False)
     assert np.all(w.grad == 0)
+
+
+def test_adam_with_zero_learning_rate_leaves_the_weights_alone():
+    """lr = 0 (a warm-up's first step): the fast update's folded step size must not turn the
+    zero into a NaN or a move."""
+    w = Tensor(np.array([[1.5, -2.0], [0.0, 3.0]], dtype=np.float32), requires_grad=True)
+    before = w.data.copy()
+    opt = optim.Adam([w], lr=0.0)
+    for _ in range(3):
+        opt.zero_grad()
+        (w * w).sum().backward()
+        opt.step()
+    np.testing.assert_array_equal(w.data, before)

@@ -47,9 +47,12 @@ def _update(data, g, m, v, b1, b2, step_size, root_correction2, eps) -> None:
     scratch *= 1 - b2
     v *= b2
     v += scratch
+    if step_size == 0:  # lr 0 (a warm-up's first step): m and v move, the weights don't
+        return
+    # step_size * m / (sqrt(v) / rc2 + eps) = m / ((sqrt(v) + eps * rc2) / (step_size * rc2)):
+    # the two scalings folded into one, a pass less over memory
     np.sqrt(v, out=scratch)
-    scratch /= root_correction2
-    scratch += eps
+    scratch += eps * root_correction2
+    scratch *= 1 / (step_size * root_correction2)
     np.divide(m, scratch, out=scratch)
-    scratch *= step_size
     data -= scratch
