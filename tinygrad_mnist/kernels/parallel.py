@@ -19,10 +19,9 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -31,16 +30,17 @@ from . import caches
 R = TypeVar("R")
 
 # A job costing less than this many array elements' worth of elementwise work runs in one piece:
-# handing a part to another thread and getting it back costs about as much as a few hundred
-# thousand elements (seed-cnn, whose ops are that small, trains faster unsplit).
-MIN_SPLIT_ELEMENTS = 1 << 20
+# handing a part to another thread and getting it back (~35 us on a 2-core VM, most of it
+# waking the other core) costs about as much as a hundred thousand elements. In-process A/B
+# against 1 << 20: seed-cnn b64 1.10-1.16x faster, b128 1.04x; 1 << 16 lost again.
+MIN_SPLIT_ELEMENTS = 1 << 18
 # A BLAS multiply-add costs about this fraction of an elementwise element.
 MACS_PER_ELEMENT = 16
 # OpenBLAS runs products of at least this many multiply-adds on its own threads.
 BLAS_THREADING_MACS = 1 << 18
 
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
+_helpers: list[_Helper] = []  # one per extra core, started on first use
+_helpers_busy = threading.Lock()  # held by the thread whose job the helpers run
 _blas_libraries: list | None = None  # threadpoolctl's controllers of the BLAS libraries
 _inside = threading.local()  # set while a thread runs a part: parts never split again
 
@@ -112,13 +112,24 @@ def split(n: int, work: Callable[[slice], R], *, elements: int = 0, macs: int = 
     with one_thread_blas:
         if count == 1:
             return [work(parts[0])]
-        pool = _get_pool(count - 1)
-        futures = [pool.submit(_run_part, work, part) for part in parts[1:]]
+        if not _helpers_busy.acquire(blocking=False):
+            # another thread of the program is splitting a job right now: run this one here
+            return [work(slice(0, n))]
         try:
-            first = _run_part(work, parts[0])
+            helpers = _get_helpers(count - 1)
+            for helper, part in zip(helpers, parts[1:], strict=False):
+                helper.start(work, part)
+            try:
+                first = _run_part(work, parts[0])
+            finally:
+                # never leave a part running on memory the caller gets back
+                done = [helper.finish() for helper in helpers[: count - 1]]
         finally:
-            wait(futures)  # never leave a part running on memory the caller gets back
-        return [first] + [f.result() for f in futures]
+            _helpers_busy.release()
+        for _, error in done:
+            if error is not None:
+                raise error
+        return [first] + [result for result, _ in done]
 
 
 def split_array(
@@ -204,9 +215,62 @@ def _run_part(work: Callable[[slice], R], part: slice) -> R:
         _inside.active = False
 
 
-def _get_pool(helpers: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
-    if _pool is None or _pool_size < helpers:
-        _pool = ThreadPoolExecutor(helpers, thread_name_prefix="tinygrad_mnist")
-        _pool_size = helpers
-    return _pool
+class _Helper:
+    """A thread that runs one part at a time, handed over with two locks.
+
+    A ThreadPoolExecutor's submit and wait cost ~95 us a split on a 2-core VM, more than many
+    of the ops' whole parts; these two lock hand-offs ~35 us, most of it waking the other core.
+    """
+
+    def __init__(self) -> None:
+        self._go = threading.Lock()
+        self._done = threading.Lock()
+        self._go.acquire()
+        self._done.acquire()
+        self._task: tuple[Callable[[slice], object], slice] | None = None
+        self._result: object = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._serve, name="tinygrad_mnist", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            self._go.acquire()
+            assert self._task is not None
+            work, part = self._task
+            try:
+                self._result, self._error = _run_part(work, part), None
+            except BaseException as error:  # handed to the caller in finish()
+                self._result, self._error = None, error
+            self._task = None
+            self._done.release()
+
+    def start(self, work: Callable[[slice], object], part: slice) -> None:
+        self._task = (work, part)
+        self._go.release()
+
+    def finish(self) -> tuple[Any, BaseException | None]:
+        """(the part's result, its exception or None), once it is done."""
+        self._done.acquire()
+        result, error = self._result, self._error
+        self._result = self._error = None
+        return result, error
+
+
+def _get_helpers(count: int) -> list[_Helper]:
+    global _fork_hook_registered
+    if not _fork_hook_registered and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_forget_helpers)
+        _fork_hook_registered = True
+    while len(_helpers) < count:
+        _helpers.append(_Helper())
+    return _helpers
+
+
+_fork_hook_registered = False
+
+
+def _forget_helpers() -> None:
+    """In a forked child the helper threads are gone: start new ones when needed."""
+    global _helpers_busy
+    _helpers.clear()
+    _helpers_busy = threading.Lock()
