@@ -34,8 +34,10 @@ R = TypeVar("R")
 # waking the other core) costs about as much as a hundred thousand elements. In-process A/B
 # against 1 << 20: seed-cnn b64 1.10-1.16x faster, b128 1.04x; 1 << 16 lost again.
 MIN_SPLIT_ELEMENTS = 1 << 18
-# A BLAS multiply-add costs about this fraction of an elementwise element.
-MACS_PER_ELEMENT = 16
+# A BLAS multiply-add costs about this fraction of an elementwise element: one-thread OpenBLAS
+# runs the ops' small, skinny products (8 x 10 x 43K, 10 x 128 x 1352) at 25-50 GFLOP/s.
+# In-process A/B against 16: seed-cnn b64 1.03-1.08x, b128 1.03-1.04x; lenet-cnn 1.00x.
+MACS_PER_ELEMENT = 4
 # OpenBLAS runs products of at least this many multiply-adds on its own threads.
 BLAS_THREADING_MACS = 1 << 18
 
