@@ -33,6 +33,7 @@ import resource
 import subprocess
 import sys
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -293,6 +294,9 @@ def op_timer(totals: dict[tuple[str, str], float]):
             setattr(op_class, method, original)
 
 
+_output_shapes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # op -> forward's
+
+
 def _timed(fn, method: str, totals):
     """Wrap an op method; the key names the op and its output shape, so layers stay apart."""
 
@@ -301,7 +305,10 @@ def _timed(fn, method: str, totals):
         op_name = self.name
         result = fn(self, *args, **kwargs)
         elapsed = time.perf_counter() - start
-        shape = result.shape if method == "forward" else args[0].shape
+        if method == "forward":
+            shape = _output_shapes[self] = result.shape
+        else:  # a fused backward may feed the op its gradient another way (kernels/fusion.py)
+            shape = args[0].shape if args[0] is not None else _output_shapes.get(self, ())
         # an op run by a kernel says which one (Conv2d[winograd])
         label = op_name if self.kernel == "reference" else f"{op_name}[{self.kernel}]"
         key = (f"{label} {'x'.join(map(str, shape)) or 'scalar'}", method)

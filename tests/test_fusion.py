@@ -107,3 +107,88 @@ def test_conv_after_relu_fused_equals_unfused(layout, monkeypatch):
     for got, expected in zip(fused, reference, strict=True):
         scale = np.abs(expected).max()
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * scale)
+
+
+def conv_relu_pool_grads(x, weight, bias, *, padding=0, relu_first=False, retain_conv=False):
+    """Gradients of sum(pool(relu(conv(x))) * weights) for x, weight and bias."""
+    t = Tensor(x, requires_grad=True)
+    w = Tensor(weight, requires_grad=True)
+    b = Tensor(bias, requires_grad=True)
+    source = t.relu() if relu_first else t
+    conv = source.conv2d(w, b, padding=padding)
+    if retain_conv:
+        conv.retain_grad()
+    pooled = conv.relu().max_pool2d(2)
+    weights = np.linspace(-1, 1, pooled.data.size).reshape(pooled.shape)
+    (pooled * Tensor(weights.astype(x.dtype))).sum().backward()
+    return t.grad, w.grad, b.grad
+
+
+def small_integers(shape, seed):
+    """Integers from -2 to 2: sums of them tie exactly, inside windows and across them."""
+    return np.random.default_rng(seed).integers(-2, 3, size=shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("layout", ["c", "channels-last"])
+@pytest.mark.parametrize("relu_first", [False, True])
+@pytest.mark.parametrize("padding", [0, 1])
+@pytest.mark.parametrize("chunk_images", [1, 64])
+def test_conv_relu_pool_fused_equals_unfused(
+    layout, relu_first, padding, chunk_images, monkeypatch
+):
+    """The conv that takes its output gradient's tiles from the pool (one Winograd chunk or
+    one per image) gives the gradients of the ops run one by one, bit for bit."""
+    from tinygrad_mnist.kernels import winograd
+    from tinygrad_mnist.kernels.pool import TiledMaxPool2d
+
+    size = 18 - 2 * padding  # a 16 x 16 conv output: 4 x 4 tiles of 2 x 2 windows each
+    x = small_integers((3, 4, size, size), seed=6)
+    if layout == "channels-last":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    weight, bias = small_integers((6, 4, 3, 3), seed=7), small_integers((6,), seed=8)
+    per_image = winograd.PATCH**2 * 16 * 6 * 4  # bytes of one image's Winograd-domain array
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", per_image * chunk_images)
+    pool_calls = []
+    original = TiledMaxPool2d.backward
+    monkeypatch.setattr(
+        TiledMaxPool2d, "backward", lambda self, g: pool_calls.append(1) or original(self, g)
+    )
+    options = dict(padding=padding, relu_first=relu_first)
+    with kernels.use("fast"):
+        fused = conv_relu_pool_grads(x, weight, bias, **options)
+        assert pool_calls == []  # the conv took the pool's backward into its own
+        unfused = conv_relu_pool_grads(x, weight, bias, retain_conv=True, **options)
+        assert pool_calls == [1]  # the conv's output keeps .grad: the pool ran on its own
+    for got, expected in zip(fused, unfused, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    # against the textbook: values without exact ties, which Winograd's rounding would break
+    # differently from a direct convolution
+    x = x + np.random.default_rng(12).standard_normal(x.shape).astype(np.float32)
+    with kernels.use("fast"):
+        fused = conv_relu_pool_grads(x, weight, bias, **options)
+    with kernels.use("reference"):
+        reference = conv_relu_pool_grads(x, weight, bias, **options)
+    for got, expected in zip(fused, reference, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+def test_conv_relu_pool_is_not_fused_when_tiles_would_split_windows(monkeypatch):
+    """A 14 x 14 conv output: Winograd's last tiles hang over the edge and cut windows in
+    two, so the pool runs its own backward."""
+    from tinygrad_mnist.kernels.pool import TiledMaxPool2d
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 4, 16, 16)).astype(np.float32)
+    weight, bias = small_integers((5, 4, 3, 3), seed=10), small_integers((5,), seed=11)
+    pool_calls = []
+    original = TiledMaxPool2d.backward
+    monkeypatch.setattr(
+        TiledMaxPool2d, "backward", lambda self, g: pool_calls.append(1) or original(self, g)
+    )
+    with kernels.use("fast"):
+        got = conv_relu_pool_grads(x, weight, bias)
+    assert pool_calls == [1]
+    with kernels.use("reference"):
+        expected = conv_relu_pool_grads(x, weight, bias)
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g, e, rtol=0, atol=1e-4 * np.abs(e).max())

@@ -77,13 +77,19 @@ class FastConv2d(Kernel, ops.Conv2d):
         return out.transpose(0, 3, 1, 2)
 
     def backward(self, grad):
+        """The op's gradients; grad is None when a fused backward hands the kernel its output
+        gradient another way (`fusion`, Winograd's `grad_tiles`)."""
         geo = self.geometry
-        g = grad.transpose(0, 2, 3, 1)  # free when grad has the output's memory layout
+        g = None if grad is None else grad.transpose(0, 2, 3, 1)  # free in the output's layout
         self.summed_grad = None
         gx, grad_w = self._backward(g)
         grad_b = None
         if self.wants_bias_grad():
-            grad_b = self.summed_grad if self.summed_grad is not None else sum_per_channel(g)
+            if self.summed_grad is not None:
+                grad_b = self.summed_grad
+            else:
+                assert g is not None  # kernels fed without grad sum their own bias gradient
+                grad_b = sum_per_channel(g)
         grad_x = None
         if gx is not None:  # (N, H, W, C) of the padded input: drop the padding
             grad_x = gx[:, geo.ph : geo.h - geo.ph, geo.pw : geo.w - geo.pw].transpose(0, 3, 1, 2)
@@ -94,8 +100,9 @@ class FastConv2d(Kernel, ops.Conv2d):
         """out (N, OH, OW, O view) from padded channels-last x (N, H, W, C)."""
 
     @abstractmethod
-    def _backward(self, g: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(d/dx as padded (N, H, W, C) or None, d/dweight (O, C, kh, kw) or None) from g."""
+    def _backward(self, g: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(d/dx as padded (N, H, W, C) or None, d/dweight (O, C, kh, kw) or None) from g
+        (None only for a kernel that a fused backward feeds another way)."""
 
 
 def sum_per_channel(g: np.ndarray) -> np.ndarray:

@@ -11,7 +11,12 @@ masks the small pooled gradient instead of the full-size one, and the ReLU's own
 memory is gone. Likewise a Winograd conv after a ReLU (lenet-cnn's second conv) zeroes its
 input gradient where the ReLU's output is not > 0 while each chunk of it is still in cache.
 
-`Tensor.backward` asks `fuse` at each node; a fusion is taken only when the ReLU's output
+The longest chain, conv -> relu -> 2x2 max-pool with a Winograd conv whose tiles hold whole
+pooling windows (lenet-cnn's second conv), is done as one: the conv takes each batch chunk's
+output gradient, cut into its tiles, straight from the pooled gradient and the pool's winners,
+and the full-size gradient between them (9.4 MB at batch 64) is never written nor read back.
+
+`Tensor.backward` asks `fuse` at each node; a fusion is taken only when each tensor inside it
 feeds nothing but the next op in this backward and does not keep its `.grad`, so no gradient
 anyone can see changes (tests/test_fusion.py checks every case against the unfused ops).
 """
@@ -25,6 +30,7 @@ import numpy as np
 from .convolution import FastConv2d
 from .elementwise import ThreadedReLU
 from .pool import TiledMaxPool2d
+from .winograd import TILE, WinogradConv2d
 
 
 class PoolAfterReLU:
@@ -62,6 +68,60 @@ class ConvAfterReLU:
             self.conv.input_mask = None
 
 
+class ConvReLUPool:
+    """The backward of conv -> relu -> 2x2 max-pool in one, the conv a Winograd conv whose
+    4x4 output tiles each hold 2x2 whole pooling windows: the conv gets each chunk's output
+    gradient as tiles, routed from the pooled gradient by the pool's winners and masked by the
+    ReLU (`winograd.backward`'s `grad_tiles`). A ReLU before the conv may be fused in too."""
+
+    name = "Conv2d+ReLU+MaxPool2d"
+    grad_is_scratch = False
+
+    def __init__(self, conv: WinogradConv2d, pool: TiledMaxPool2d, relu_before: Any = None):
+        self.conv, self.pool, self.relu_before = conv, pool, relu_before
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        def grad_tiles(chunk: slice) -> np.ndarray:
+            return _pooled_grad_tiles(self.pool, grad, chunk)
+
+        self.conv.grad_tiles = grad_tiles
+        if self.relu_before is not None:
+            self.conv.input_mask = self.relu_before.out.transpose(0, 2, 3, 1)
+        try:
+            return self.conv.backward(None)
+        finally:
+            self.conv.grad_tiles = None
+            self.conv.input_mask = None
+
+
+def _pooled_grad_tiles(pool: TiledMaxPool2d, grad: np.ndarray, chunk: slice) -> np.ndarray:
+    """The gradient of the ReLU before `pool` (so of the conv before it) for images `chunk`, cut
+    into the conv's 4x4 tiles as `winograd.backward` reads them: (16, tiles * C), the in-tile
+    positions first. The same numbers as the pool's backward (`_route_2x2`) and the ReLU's."""
+    assert pool.pair_winners is not None and pool.out is not None  # checked by `fuse`
+    right_in_top, right_in_bottom, bottom_row = (
+        won[chunk].transpose(0, 2, 3, 1) for won in pool.pair_winners
+    )  # the pooled size, channels-last: (n, OH, OW, C)
+    g = np.empty(bottom_row.shape, dtype=grad.dtype)
+    g[...] = grad[chunk].transpose(0, 2, 3, 1)
+    g *= pool.out[chunk].transpose(0, 2, 3, 1) > 0  # the ReLU: its output is the pooled value
+    # each window's gradient to its winner, by forward's three comparisons; corner (i, j) of
+    # every window at corners[i, j]
+    corners = np.empty((2, 2, *g.shape), dtype=g.dtype)
+    np.multiply(g, bottom_row, out=corners[1, 0])
+    np.subtract(g, corners[1, 0], out=corners[0, 0])
+    for row, right_won in ((0, right_in_top), (1, right_in_bottom)):
+        np.multiply(corners[row, 0], right_won, out=corners[row, 1])
+        corners[row, 0] -= corners[row, 1]
+    # pixel (TILE*t + 2a + i, TILE*u + 2b + j) is corner (i, j) of window (2t + a, 2u + b)
+    n, oh, ow, c = g.shape
+    th, tw = oh // 2, ow // 2
+    windows = corners.reshape(2, 2, n, th, 2, tw, 2, c)  # (i, j, n, t, a, u, b, C)
+    tiles = np.empty((2, 2, 2, 2, n, th, tw, c), dtype=g.dtype)  # (a, i, b, j, n, t, u, C)
+    tiles[...] = windows.transpose(4, 0, 6, 1, 2, 3, 5, 7)
+    return tiles.reshape(TILE * TILE, -1)
+
+
 def fuse(node: Any, consumers: dict[int, int]) -> tuple[Any, tuple] | None:
     """(fused op, the inputs its gradients are for) when `node`'s op can take its input's op
     into its backward, else None. `consumers[id(t)]`: how many ops of this backward read t."""
@@ -69,17 +129,52 @@ def fuse(node: Any, consumers: dict[int, int]) -> tuple[Any, tuple] | None:
     if isinstance(op, TiledMaxPool2d) and op.out is not None:
         relu_out = _only_consumed_relu_output(node._parents[0], consumers)
         if relu_out is not None:
+            whole = _conv_of_whole_tiles(relu_out._parents[0], op, consumers)
+            if whole is not None:
+                conv_op, conv_out = whole
+                relu_before = _relu_before(conv_op, conv_out, consumers)
+                if relu_before is not None:
+                    parents = (*relu_before._parents, *conv_out._parents[1:])
+                    return ConvReLUPool(conv_op, op, relu_before._op), parents
+                return ConvReLUPool(conv_op, op), conv_out._parents
             return PoolAfterReLU(op), relu_out._parents
-    if (
-        isinstance(op, FastConv2d)
-        and op.masks_input_grad
-        and op.needs_input_grad[0]
-        and op.geometry.ph == op.geometry.pw == 0
-    ):
-        relu_out = _only_consumed_relu_output(node._parents[0], consumers)
+    if isinstance(op, FastConv2d):
+        relu_out = _relu_before(op, node, consumers)
         if relu_out is not None:
             return ConvAfterReLU(op, relu_out._op), (*relu_out._parents, *node._parents[1:])
     return None
+
+
+def _relu_before(conv: FastConv2d, conv_out: Any, consumers: dict[int, int]) -> Any:
+    """The output of a fast ReLU that only `conv` reads, when the conv can mask its input
+    gradient with it (no padding); else None."""
+    if (
+        conv.masks_input_grad
+        and conv.needs_input_grad[0]
+        and conv.geometry.ph == conv.geometry.pw == 0
+    ):
+        return _only_consumed_relu_output(conv_out._parents[0], consumers)
+    return None
+
+
+def _conv_of_whole_tiles(
+    tensor: Any, pool: TiledMaxPool2d, consumers: dict[int, int]
+) -> tuple[WinogradConv2d, Any] | None:
+    """(conv op, `tensor`) when a Winograd conv made `tensor`, which only the ReLU before
+    `pool` reads, and each of its 4x4 tiles holds 2x2 whole windows of the 2x2 pool with its
+    three comparisons (no NaN window); else None."""
+    conv = tensor._op
+    if (
+        not isinstance(conv, WinogradConv2d)
+        or consumers.get(id(tensor)) != 1
+        or tensor._retains_grad
+        or pool.pair_winners is None
+    ):
+        return None
+    h, w, oh, ow, kh, kw = pool.geometry
+    if (kh, kw) != (2, 2) or h % TILE or w % TILE or (oh, ow) != (h // 2, w // 2):
+        return None
+    return conv, tensor
 
 
 def _only_consumed_relu_output(tensor: Any, consumers: dict[int, int]) -> Any:

@@ -26,6 +26,7 @@ Arrays here are channels-last (N, H, W, C), as the fast convolutions keep them (
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -195,11 +196,12 @@ def _transform_input(x: np.ndarray, data_transform: np.ndarray, th: int, tw: int
 
 def backward(
     saved: Saved,
-    grad: np.ndarray,
+    grad: np.ndarray | None,
     need_input: bool = True,
     need_weight: bool = True,
     need_bias: bool = False,
     input_mask: np.ndarray | None = None,
+    grad_tiles: Callable[[slice], np.ndarray] | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Gradients (d/dx (N, H, W, C), d/dweight (O, C, 3, 3), d/dbias (O,)) from grad
     (N, H-2, W-2, O); None for those not asked for.
@@ -207,36 +209,46 @@ def backward(
     The bias gradient, grad summed per channel, is taken from each chunk's tiles while they
     are in cache. `input_mask` (N, H, W, C), when given, zeroes d/dx where it is not > 0: the
     backward of a ReLU before this conv, done chunk by chunk in cache (`fusion`).
+    `grad_tiles(chunk)`, when given instead of grad, returns a batch chunk's output gradient
+    already cut into tiles, (16, tiles * O) as below: a max-pool after this conv makes them
+    from its own gradient (`fusion`), and the whole output gradient never exists.
     """
     n, h, w, c = saved.input_shape
     th, tw = saved.tiles
-    o = grad.shape[-1]
-    mats = transforms(grad.dtype)
+    o, dtype = saved.weights_t.shape[1], saved.weights_t.dtype
+    mats = transforms(dtype)
     patches = saved.patches if need_weight else None
     if need_weight and patches is None:
         raise ValueError("winograd.backward: d/dweight needs forward(..., keep_patches=True)")
-    if grad.shape[1:3] != (TILE * th, TILE * tw):
+    if grad is not None and grad.shape[1:3] != (TILE * th, TILE * tw):
         grown = np.zeros((n, TILE * th, TILE * tw, o), dtype=grad.dtype)
         grown[:, : grad.shape[1], : grad.shape[2]] = grad
         grad = grown
+
+    def output_tiles(chunk: slice) -> np.ndarray:
+        """The output gradient of `chunk` tile by tile, the 16 in-tile positions first."""
+        if grad_tiles is not None:
+            return grad_tiles(chunk)
+        assert grad is not None
+        tiles = grad[chunk].reshape(-1, th, TILE, tw, TILE, o).transpose(2, 4, 0, 1, 3, 5)
+        return np.ascontiguousarray(tiles).reshape(TILE * TILE, -1)
+
     # every pixel is written once (`_put_patches`), so no zeros are needed
-    gx = np.empty((n, TILE * th + 2, TILE * tw + 2, c), grad.dtype) if need_input else None
+    gx = np.empty((n, TILE * th + 2, TILE * tw + 2, c), dtype) if need_input else None
 
     def run(part: slice) -> tuple[np.ndarray | None, np.ndarray | None]:
-        du = None if patches is None else np.zeros((PATCH * PATCH, c, o), dtype=grad.dtype)
-        db = np.zeros(o, dtype=grad.dtype) if need_bias else None
+        du = None if patches is None else np.zeros((PATCH * PATCH, c, o), dtype=dtype)
+        db = np.zeros(o, dtype=dtype) if need_bias else None
         for k in range(part.start, part.stop):
             chunk = saved.chunks[k]
-            # the output gradient tile by tile, the 16 in-tile positions first
-            tiles = grad[chunk].reshape(-1, th, TILE, tw, TILE, o).transpose(2, 4, 0, 1, 3, 5)
-            tiles = np.ascontiguousarray(tiles).reshape(TILE * TILE, -1)
+            tiles = output_tiles(chunk)
             dm = _both_sides(mats.output.T, tiles).reshape(PATCH * PATCH, -1, o)
             if db is not None:
                 # at the bias position dM is each tile's sum of grad (the forward added the bias
                 # there), so the bias gradient sums 16x fewer numbers; a product with ones,
                 # because NumPy's sum down columns is ~20x slower
                 tile_sums = dm[_BIAS_POSITION]
-                db += np.ones(len(tile_sums), dtype=grad.dtype) @ tile_sums
+                db += np.ones(len(tile_sums), dtype=dtype) @ tile_sums
             if du is not None and patches is not None:
                 du += np.matmul(patches[k].transpose(0, 2, 1), dm)  # (36, C, O)
             if gx is not None:
@@ -293,6 +305,8 @@ class WinogradConv2d(FastConv2d):
     kernel = "winograd"
     exact = False
     masks_input_grad = True
+    # set around a fused backward (`fusion`): the output gradient's tiles, chunk by chunk
+    grad_tiles: Callable[[slice], np.ndarray] | None = None
 
     @classmethod
     def applies(
@@ -319,5 +333,6 @@ class WinogradConv2d(FastConv2d):
             self.needs_input_grad[1],
             need_bias=self.wants_bias_grad(),
             input_mask=self.input_mask,
+            grad_tiles=self.grad_tiles,
         )
         return gx, grad_w
