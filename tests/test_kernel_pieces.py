@@ -104,3 +104,19 @@ def test_max_pool_in_pieces_equals_pool_in_one_piece(monkeypatch, layout):
     (whole_out, whole_grad), (pieces_out, pieces_grad) = results
     np.testing.assert_array_equal(pieces_out, whole_out)
     np.testing.assert_array_equal(pieces_grad, whole_grad)
+
+
+def test_batch_last_conv_product_in_blocks_equals_one_product(monkeypatch):
+    """The batch-last conv's wide product cut into many blocks of columns gives the same
+    output, bit for bit, as in one block."""
+    from tinygrad_mnist.kernels.conv_im2col import BatchLastConv2d as kernel
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 1, 9, 11)).astype(np.float32)
+    weight = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(4).astype(np.float32)
+    outputs = []
+    for l2 in (1 << 30, 8 * 4 * 4 * 3):  # one block; blocks of 3 columns
+        monkeypatch.setattr(caches, "l2_bytes", lambda l2=l2: l2)
+        outputs.append(kernel((False, True, True)).forward(x, weight, bias))  # kept: no reuse
+    np.testing.assert_array_equal(outputs[1], outputs[0])
