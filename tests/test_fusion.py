@@ -192,3 +192,80 @@ def test_conv_relu_pool_is_not_fused_when_tiles_would_split_windows(monkeypatch)
         expected = conv_relu_pool_grads(x, weight, bias)
     for g, e in zip(got, expected, strict=True):
         np.testing.assert_allclose(g, e, rtol=0, atol=1e-4 * np.abs(e).max())
+
+
+def first_conv_grads(x, weight, bias, *, retain_conv=False, input_grad=False):
+    """Gradients of sum(pool(relu(conv(x))) * weights) for weight and bias (and x)."""
+    t = Tensor(x, requires_grad=input_grad)
+    w = Tensor(weight, requires_grad=True)
+    b = Tensor(bias, requires_grad=True)
+    conv = t.conv2d(w, b)
+    if retain_conv:
+        conv.retain_grad()
+    pooled = conv.relu().max_pool2d(2)
+    weights = np.linspace(-1, 1, pooled.data.size).reshape(pooled.shape)
+    (pooled * Tensor(weights.astype(x.dtype))).sum().backward()
+    assert conv._op is not None
+    return conv._op.kernel, t.grad, w.grad, b.grad
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("split", [False, True])
+def test_batch_last_conv_relu_pool_fused_equals_unfused(dtype, split, monkeypatch):
+    """seed-cnn's first layers: the batch-last conv takes its output gradient two rows at a
+    time from the pool, bit for bit what the ops one by one give (exact ties included)."""
+    from tinygrad_mnist.kernels import parallel
+    from tinygrad_mnist.kernels.pool import TiledMaxPool2d
+
+    if split:  # several parts, each its own rows
+        monkeypatch.setattr(parallel, "MIN_SPLIT_ELEMENTS", 0)
+        monkeypatch.setattr(parallel, "workers", lambda: 3)
+    x = small_integers((6, 1, 12, 10), seed=13).astype(dtype)
+    weight, bias = small_integers((4, 1, 3, 3), seed=14), small_integers((4,), seed=15)
+    weight, bias = weight.astype(dtype), bias.astype(dtype)
+    pool_calls = []
+    original = TiledMaxPool2d.backward
+    monkeypatch.setattr(
+        TiledMaxPool2d, "backward", lambda self, g: pool_calls.append(1) or original(self, g)
+    )
+    with kernels.use("fast"):
+        kernel, *fused = first_conv_grads(x, weight, bias)
+        assert kernel == "batch-last" and pool_calls == []
+        _, *unfused = first_conv_grads(x, weight, bias, retain_conv=True)
+        assert pool_calls == [1]
+        _, *with_input_grad = first_conv_grads(x, weight, bias, input_grad=True)
+        assert pool_calls == [1, 1]  # the input wants a gradient: the pool ran on its own
+    with kernels.use("reference"):
+        _, *reference = first_conv_grads(x, weight, bias)
+    for got, same, also, expected in zip(fused, unfused, with_input_grad, reference, strict=True):
+        if expected is None:
+            assert got is None
+            continue
+        if split:  # the parts cut the rows differently: the partial sums round differently
+            np.testing.assert_allclose(got, same, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(got, also, rtol=1e-6, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(got, same)
+            np.testing.assert_array_equal(got, also)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_last_conv_is_not_fused_with_a_pool_that_drops_a_row(monkeypatch):
+    """A 9-row conv output: the pool drops its last row, so the conv's rows are not all whole
+    window rows and the pool runs its own backward."""
+    from tinygrad_mnist.kernels.pool import TiledMaxPool2d
+
+    x = small_integers((3, 1, 11, 10), seed=16)
+    weight, bias = small_integers((4, 1, 3, 3), seed=17), small_integers((4,), seed=18)
+    pool_calls = []
+    original = TiledMaxPool2d.backward
+    monkeypatch.setattr(
+        TiledMaxPool2d, "backward", lambda self, g: pool_calls.append(1) or original(self, g)
+    )
+    with kernels.use("fast"):
+        got = first_conv_grads(x, weight, bias)[2:]
+    assert pool_calls == [1]
+    with kernels.use("reference"):
+        expected = first_conv_grads(x, weight, bias)[2:]
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)

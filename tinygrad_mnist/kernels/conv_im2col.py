@@ -11,6 +11,8 @@ Both split their batch (or output rows) across the cores (`parallel.split`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -151,6 +153,9 @@ class BatchLastConv2d(FastConv2d):
     """
 
     kernel = "batch-last"
+    # set around a fused backward (`fusion`): the output gradient of whole pairs of output
+    # rows, (O, rows, OW, N), in place of the whole gradient
+    grad_rows: Callable[[slice], np.ndarray] | None = None
 
     @classmethod
     def applies(
@@ -196,7 +201,10 @@ class BatchLastConv2d(FastConv2d):
 
     def _backward(self, g):
         n, c, h, w, o, kh, kw, oh, ow, sh, sw, ph, pw = self.geometry
-        g2 = g.transpose(3, 1, 2, 0).reshape(o, oh * ow * n)  # a view in forward's layout
+        # (O, OH*OW*N), a view in forward's layout; None when a fused max-pool hands the
+        # gradient over two output rows at a time (`grad_rows`, `fusion`)
+        g2 = None if g is None else g.transpose(3, 1, 2, 0).reshape(o, oh * ow * n)
+        unit = 1 if self.grad_rows is None else 2  # output rows per unit of work
         gx = grad_w = None
         if self.needs_input_grad[1]:
             saved = self.cols
@@ -205,22 +213,30 @@ class BatchLastConv2d(FastConv2d):
             # with a row of ones (a bias), the same products also give the bias gradient
             cols = saved if self.cols_with_ones is None else self.cols_with_ones
 
+            def grad_of_rows(rows: slice) -> np.ndarray:  # (O, rows, OW*N)
+                if self.grad_rows is not None:
+                    return self.grad_rows(rows).reshape(o, -1, ow * n)
+                assert g2 is not None
+                return g2[:, rows.start * ow * n : rows.stop * ow * n].reshape(o, -1, ow * n)
+
             def part_weight_grad(part):
                 # g @ cols^T sums over every pixel of the batch: one product per output row,
                 # then a sum. OpenBLAS is ~5x slower on one product with such a huge inner size.
-                rows = slice(part.start * ow * n, part.stop * ow * n)
-                a = g2[:, rows].reshape(o, -1, ow * n).transpose(1, 0, 2)
-                b = cols[:, rows].reshape(len(cols), -1, ow * n).transpose(1, 2, 0)
+                rows = slice(part.start * unit, part.stop * unit)
+                a = grad_of_rows(rows).transpose(1, 0, 2)
+                b = cols[:, rows.start * ow * n : rows.stop * ow * n]
+                b = b.reshape(len(cols), -1, ow * n).transpose(1, 2, 0)
                 return np.matmul(a, b).sum(axis=0)
 
-            parts = parallel.split(oh, part_weight_grad, macs=g2.size * kh * kw)
+            parts = parallel.split(oh // unit, part_weight_grad, macs=o * oh * ow * n * kh * kw)
             gw = sum(parts[1:], start=parts[0])  # (O, kh*kw [+1])
             if self.cols_with_ones is not None:
                 gw, self.summed_grad = gw[:, :-1], np.ascontiguousarray(gw[:, -1])
             grad_w = gw.reshape(o, 1, kh, kw)
         if self.needs_input_grad[0]:
+            assert g2 is not None  # no fused backward when the input wants a gradient
             dcols = parallel.matmul(self.w2.T, g2).reshape(kh, kw, oh, ow, n)
-            image_grad = np.zeros((h, w, n), dtype=g.dtype)
+            image_grad = np.zeros((h, w, n), dtype=g2.dtype)
             for i in range(kh):
                 for j in range(kw):
                     image_grad[i : i + sh * oh : sh, j : j + sw * ow : sw] += dcols[i, j]

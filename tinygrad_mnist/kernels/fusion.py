@@ -15,6 +15,7 @@ The longest chain, conv -> relu -> 2x2 max-pool with a Winograd conv whose tiles
 pooling windows (lenet-cnn's second conv), is done as one: the conv takes each batch chunk's
 output gradient, cut into its tiles, straight from the pooled gradient and the pool's winners,
 and the full-size gradient between them (9.4 MB at batch 64) is never written nor read back.
+seed-cnn's batch-last first conv does the same two output rows at a time.
 
 `Tensor.backward` asks `fuse` at each node; a fusion is taken only when each tensor inside it
 feeds nothing but the next op in this backward and does not keep its `.grad`, so no gradient
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .conv_im2col import BatchLastConv2d
 from .convolution import FastConv2d
 from .elementwise import ThreadedReLU
 from .pool import TiledMaxPool2d
@@ -94,32 +96,75 @@ class ConvReLUPool:
             self.conv.input_mask = None
 
 
-def _pooled_grad_tiles(pool: TiledMaxPool2d, grad: np.ndarray, chunk: slice) -> np.ndarray:
-    """The gradient of the ReLU before `pool` (so of the conv before it) for images `chunk`, cut
-    into the conv's 4x4 tiles as `winograd.backward` reads them: (16, tiles * C), the in-tile
-    positions first. The same numbers as the pool's backward (`_route_2x2`) and the ReLU's."""
+class BatchLastConvReLUPool:
+    """The backward of conv -> relu -> 2x2 max-pool in one, the conv the batch-last first conv
+    (seed-cnn's) with no input gradient to give: its weight-gradient products take each block of
+    output rows straight from the pooled gradient and the pool's winners (`BatchLastConv2d`'s
+    `grad_rows`), so the full-size gradient between the ops is never written."""
+
+    name = "Conv2d+ReLU+MaxPool2d"
+    grad_is_scratch = False
+
+    def __init__(self, conv: BatchLastConv2d, pool: TiledMaxPool2d):
+        self.conv, self.pool = conv, pool
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        def grad_rows(rows: slice) -> np.ndarray:
+            return _pooled_grad_rows(self.pool, grad, rows)
+
+        self.conv.grad_rows = grad_rows
+        try:
+            return self.conv.backward(None)
+        finally:
+            self.conv.grad_rows = None
+
+
+def _window_corners(
+    pool: TiledMaxPool2d, grad: np.ndarray, index: tuple, order: tuple
+) -> np.ndarray:
+    """The gradient of the ReLU before `pool` (so of the conv before that) at every corner of
+    the pooling windows `index` selects: (2, 2, *pooled) with corner (i, j) of each window at
+    [i, j], the pooled axes transposed by `order` into the conv's memory order. The same
+    numbers as the pool's backward (`_route_2x2`) and the ReLU's."""
     assert pool.pair_winners is not None and pool.out is not None  # checked by `fuse`
     right_in_top, right_in_bottom, bottom_row = (
-        won[chunk].transpose(0, 2, 3, 1) for won in pool.pair_winners
-    )  # the pooled size, channels-last: (n, OH, OW, C)
+        won[index].transpose(order) for won in pool.pair_winners
+    )
     g = np.empty(bottom_row.shape, dtype=grad.dtype)
-    g[...] = grad[chunk].transpose(0, 2, 3, 1)
-    g *= pool.out[chunk].transpose(0, 2, 3, 1) > 0  # the ReLU: its output is the pooled value
-    # each window's gradient to its winner, by forward's three comparisons; corner (i, j) of
-    # every window at corners[i, j]
+    g[...] = grad[index].transpose(order)
+    g *= pool.out[index].transpose(order) > 0  # the ReLU: its output is the pooled value
+    # each window's gradient to its winner, by forward's three comparisons
     corners = np.empty((2, 2, *g.shape), dtype=g.dtype)
     np.multiply(g, bottom_row, out=corners[1, 0])
     np.subtract(g, corners[1, 0], out=corners[0, 0])
     for row, right_won in ((0, right_in_top), (1, right_in_bottom)):
         np.multiply(corners[row, 0], right_won, out=corners[row, 1])
         corners[row, 0] -= corners[row, 1]
+    return corners
+
+
+def _pooled_grad_tiles(pool: TiledMaxPool2d, grad: np.ndarray, chunk: slice) -> np.ndarray:
+    """The conv's output gradient for images `chunk`, cut into Winograd's 4x4 tiles as
+    `winograd.backward` reads them: (16, tiles * C), the in-tile positions first."""
+    corners = _window_corners(pool, grad, (chunk,), (0, 2, 3, 1))  # channels-last
     # pixel (TILE*t + 2a + i, TILE*u + 2b + j) is corner (i, j) of window (2t + a, 2u + b)
-    n, oh, ow, c = g.shape
+    n, oh, ow, c = corners.shape[2:]
     th, tw = oh // 2, ow // 2
     windows = corners.reshape(2, 2, n, th, 2, tw, 2, c)  # (i, j, n, t, a, u, b, C)
-    tiles = np.empty((2, 2, 2, 2, n, th, tw, c), dtype=g.dtype)  # (a, i, b, j, n, t, u, C)
+    tiles = np.empty((2, 2, 2, 2, n, th, tw, c), dtype=corners.dtype)  # (a, i, b, j, n, t, u, C)
     tiles[...] = windows.transpose(4, 0, 6, 1, 2, 3, 5, 7)
     return tiles.reshape(TILE * TILE, -1)
+
+
+def _pooled_grad_rows(pool: TiledMaxPool2d, grad: np.ndarray, rows: slice) -> np.ndarray:
+    """The batch-last conv's output gradient for its output rows `rows` (whole window rows):
+    (O, rows, OW, N), as `BatchLastConv2d` stores its output."""
+    windows = slice(rows.start // 2, rows.stop // 2)
+    corners = _window_corners(pool, grad, (slice(None), slice(None), windows), (1, 2, 3, 0))
+    c, wh, ww, n = corners.shape[2:]
+    out = np.empty((c, wh, 2, ww, 2, n), dtype=corners.dtype)  # pixel (2p + i, 2q + j)
+    out[...] = corners.transpose(2, 3, 0, 4, 1, 5)
+    return out.reshape(c, 2 * wh, 2 * ww, n)
 
 
 def fuse(node: Any, consumers: dict[int, int]) -> tuple[Any, tuple] | None:
@@ -129,7 +174,10 @@ def fuse(node: Any, consumers: dict[int, int]) -> tuple[Any, tuple] | None:
     if isinstance(op, TiledMaxPool2d) and op.out is not None:
         relu_out = _only_consumed_relu_output(node._parents[0], consumers)
         if relu_out is not None:
-            whole = _conv_of_whole_tiles(relu_out._parents[0], op, consumers)
+            conv_out = relu_out._parents[0]
+            if _batch_last_conv_of_whole_rows(conv_out, op, consumers):
+                return BatchLastConvReLUPool(conv_out._op, op), conv_out._parents
+            whole = _conv_of_whole_tiles(conv_out, op, consumers)
             if whole is not None:
                 conv_op, conv_out = whole
                 relu_before = _relu_before(conv_op, conv_out, consumers)
@@ -155,6 +203,25 @@ def _relu_before(conv: FastConv2d, conv_out: Any, consumers: dict[int, int]) -> 
     ):
         return _only_consumed_relu_output(conv_out._parents[0], consumers)
     return None
+
+
+def _batch_last_conv_of_whole_rows(
+    tensor: Any, pool: TiledMaxPool2d, consumers: dict[int, int]
+) -> bool:
+    """True when a batch-last conv that gives no input gradient made `tensor`, which only the
+    ReLU before `pool` reads, and `pool` is 2x2 with its three comparisons (no NaN window) over
+    the whole of it."""
+    conv = tensor._op
+    if (
+        not isinstance(conv, BatchLastConv2d)
+        or conv.needs_input_grad[0]
+        or consumers.get(id(tensor)) != 1
+        or tensor._retains_grad
+        or pool.pair_winners is None
+    ):
+        return False
+    h, w, oh, ow, kh, kw = pool.geometry
+    return (kh, kw) == (2, 2) and (h, w) == (2 * oh, 2 * ow)
 
 
 def _conv_of_whole_tiles(
