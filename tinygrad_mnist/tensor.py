@@ -199,7 +199,8 @@ class Tensor:
     def _apply(op_class: type[ops.Op], *inputs: Tensor, **attrs) -> Tensor:
         """Run `op_class` forward on the inputs' arrays and record it when a gradient is needed."""
         # under no_grad nothing is recorded, so ops save nothing for a backward pass
-        needs = tuple(_grad_enabled and t.requires_grad for t in inputs)
+        # (list comprehensions, not generators: this runs for every op, every step)
+        needs = tuple([_grad_enabled and t.requires_grad for t in inputs])
         arrays = [t.data for t in inputs]
         # the textbook op, or a faster kernel for it where the kernels' table has one
         op = kernels.choose(op_class, arrays, attrs)(needs)
@@ -210,7 +211,7 @@ class Tensor:
         out.name = None
         out._retains_grad = False
         out._consumed = False
-        out.requires_grad = _grad_enabled and any(needs)
+        out.requires_grad = True in needs
         if out.requires_grad:
             out._op, out._parents = op, inputs
             for t in inputs:
@@ -500,8 +501,9 @@ class Tensor:
             # result into it rather than into a fresh array (one pass less over memory)
             op.grad_is_scratch = _unshared(g, shared)
             input_grads = op.backward(g)
-            owners = [id(_memory_owner(pg)) for pg in input_grads if pg is not None]
-            shared.update(i for i in owners if owners.count(i) > 1)  # one memory, two inputs
+            if len(input_grads) > 1:
+                owners = [id(_memory_owner(pg)) for pg in input_grads if pg is not None]
+                shared.update([i for i in owners if owners.count(i) > 1])  # one memory, 2 inputs
             for parent, pg in zip(parents, input_grads, strict=False):
                 if pg is None or not parent.requires_grad:
                     continue
@@ -1399,10 +1401,11 @@ class Tensor:
             dilation,
             groups,
         )
-        shapes = f" (input shape {self.shape}, weight shape {weight.shape})"
-        checks.same_dtype("conv2d", self.dtype, weight.dtype, shapes)
-        if bias is not None:
-            checks.same_dtype("conv2d", self.dtype, bias.dtype, shapes)
+        if weight.dtype != self.dtype or (bias is not None and bias.dtype != self.dtype):
+            shapes = f" (input shape {self.shape}, weight shape {weight.shape})"
+            checks.same_dtype("conv2d", self.dtype, weight.dtype, shapes)
+            if bias is not None:
+                checks.same_dtype("conv2d", self.dtype, bias.dtype, shapes)
         inputs = (x, weight) if bias is None else (x, weight, bias)
         attrs = dict(stride=stride, padding=padding)
         if dilation != (1, 1) or groups != 1:  # only then, so graph labels stay short
@@ -1528,9 +1531,11 @@ def topological_order(
             return None
         stack.append((node, True))
         stack.extend(
-            (parent, False)
-            for parent in reversed(node._parents)
-            if id(parent) not in seen and (parent.requires_grad or not only_requiring_grad)
+            [
+                (parent, False)
+                for parent in reversed(node._parents)
+                if id(parent) not in seen and (parent.requires_grad or not only_requiring_grad)
+            ]
         )
     return order
 

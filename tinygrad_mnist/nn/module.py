@@ -173,14 +173,15 @@ class Module(ABC):
 
     def __call__(self, *args, **kwargs):
         out = self.forward(*args, **kwargs)
-        for hook in list(self._forward_hooks.values()):
-            result = hook(self, args, out)
-            if result is not None:
-                out = result
+        if self._forward_hooks:
+            for hook in list(self._forward_hooks.values()):
+                result = hook(self, args, out)
+                if result is not None:
+                    out = result
         if isinstance(out, Tensor) and out.requires_grad:
             # remember which module made this tensor from which inputs, so the graph drawer
             # can box each layer's ops (innermost module first, Sequential last)
-            inputs = tuple(a for a in args if isinstance(a, Tensor))
+            inputs = tuple([a for a in args if isinstance(a, Tensor)])
             out.module_calls = (*out.module_calls, (self, inputs))
         return out
 
