@@ -49,22 +49,24 @@ def test_inner_split_product_equals_matmul(monkeypatch, k):
     np.testing.assert_allclose(parallel.matmul_inner_split(a, b), a @ b, rtol=1e-12, atol=1e-12)
 
 
-def test_linear_forward_split_by_inner_dimension_equals_matmul(monkeypatch):
-    """x @ W^T with W^T column-major (a Linear layer) takes the inner split: same values."""
+@pytest.mark.parametrize("batch, inner_split", [(6, True), (40, False)])
+def test_linear_forward_split_by_inner_dimension_equals_matmul(monkeypatch, batch, inner_split):
+    """x @ W^T with W^T column-major (a Linear layer) takes the inner split when its inner
+    size dwarfs the batch, and cuts the batch otherwise: the same values either way."""
     import numpy as np
 
     from tinygrad_mnist.kernels.matmul import ThreadedMatMul
 
     monkeypatch.setattr(parallel, "MIN_SPLIT_ELEMENTS", 0)
     rng = np.random.default_rng(1)
-    x, w = rng.standard_normal((6, 40)), rng.standard_normal((4, 40))
+    x, w = rng.standard_normal((batch, 200)), rng.standard_normal((4, 200))
     seen = []
-    inner_split = parallel.matmul_inner_split
+    original = parallel.matmul_inner_split
     monkeypatch.setattr(
-        parallel, "matmul_inner_split", lambda a, b: seen.append(1) or inner_split(a, b)
+        parallel, "matmul_inner_split", lambda a, b: seen.append(1) or original(a, b)
     )
     out = ThreadedMatMul((True, True)).forward(x, w.T)
-    assert seen, "the Linear layer's product did not take the inner split"
+    assert bool(seen) == inner_split
     np.testing.assert_allclose(out, x @ w.T, rtol=1e-12, atol=1e-12)
 
 

@@ -24,9 +24,11 @@ class ThreadedMatMul(Kernel, ops.MatMul):
 
     def forward(self, a, b):
         self.a, self.b = a, b
-        if _transposed(b) and not _transposed(a):
-            # a Linear layer, x @ W^T: computed as (W @ x^T)^T, whose operands BLAS reads in
-            # their own order, each core taking half of the inner dimension
+        if _transposed(b) and not _transposed(a) and a.shape[1] >= 16 * max(len(a), b.shape[1]):
+            # a Linear layer, x @ W^T, with an inner size that dwarfs the batch (lenet-cnn's
+            # 9216 features at batch 64-128): computed as (W @ x^T)^T, whose operands BLAS reads
+            # in their own order, each core taking half of the inner dimension. At batch 1000
+            # cutting the batch is faster (9.6 against 14.8 ms).
             return parallel.matmul_inner_split(b.T, a.T).T
         return parallel.matmul(a, b)
 
