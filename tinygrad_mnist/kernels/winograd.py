@@ -31,10 +31,9 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from . import caches, parallel
-from .convolution import FastConv2d
+from .convolution import FastConv2d, read_only_view
 
 TILE = 4  # output pixels per tile side
 PATCH = TILE + 2  # input pixels per patch side (a 3x3 kernel adds 2)
@@ -183,11 +182,8 @@ def _transform_input(x: np.ndarray, data_transform: np.ndarray, th: int, tw: int
     """V (36, N*th*tw, C): every 6x6 patch of x (N, H, W, C) in the Winograd domain."""
     n, _, _, c = x.shape
     s0, s1, s2, s3 = x.strides
-    windows = as_strided(
-        x,
-        (PATCH, PATCH, n, th, tw, c),
-        (s1, s2, s0, TILE * s1, TILE * s2, s3),
-        writeable=False,
+    windows = read_only_view(
+        x, (PATCH, PATCH, n, th, tw, c), (s1, s2, s0, TILE * s1, TILE * s2, s3)
     )
     # one copy puts the 36 patch positions first; the transform is then a single GEMM
     patches = np.ascontiguousarray(windows).reshape(PATCH * PATCH, -1)
