@@ -124,6 +124,18 @@ def conv_relu_pool_grads(x, weight, bias, *, padding=0, relu_first=False, retain
     return t.grad, w.grad, b.grad
 
 
+def count_pool_backwards(monkeypatch) -> list:
+    """A list that gets an item each time a tiled max-pool runs its own backward."""
+    from tinygrad_mnist.kernels.pool import TiledMaxPool2d
+
+    calls: list = []
+    original = TiledMaxPool2d.backward
+    monkeypatch.setattr(
+        TiledMaxPool2d, "backward", lambda self, g: calls.append(1) or original(self, g)
+    )
+    return calls
+
+
 def small_integers(shape, seed):
     """Integers from -2 to 2: sums of them tie exactly, inside windows and across them."""
     return np.random.default_rng(seed).integers(-2, 3, size=shape).astype(np.float32)
@@ -139,7 +151,6 @@ def test_conv_relu_pool_fused_equals_unfused(
     """The conv that takes its output gradient's tiles from the pool (one Winograd chunk or
     one per image) gives the gradients of the ops run one by one, bit for bit."""
     from tinygrad_mnist.kernels import winograd
-    from tinygrad_mnist.kernels.pool import TiledMaxPool2d
 
     size = 18 - 2 * padding  # a 16 x 16 conv output: 4 x 4 tiles of 2 x 2 windows each
     x = small_integers((3, 4, size, size), seed=6)
@@ -148,11 +159,7 @@ def test_conv_relu_pool_fused_equals_unfused(
     weight, bias = small_integers((6, 4, 3, 3), seed=7), small_integers((6,), seed=8)
     per_image = winograd.PATCH**2 * 16 * 6 * 4  # bytes of one image's Winograd-domain array
     monkeypatch.setattr(winograd, "CHUNK_BYTES", per_image * chunk_images)
-    pool_calls = []
-    original = TiledMaxPool2d.backward
-    monkeypatch.setattr(
-        TiledMaxPool2d, "backward", lambda self, g: pool_calls.append(1) or original(self, g)
-    )
+    pool_calls = count_pool_backwards(monkeypatch)
     options = dict(padding=padding, relu_first=relu_first)
     with kernels.use("fast"):
         fused = conv_relu_pool_grads(x, weight, bias, **options)
@@ -175,16 +182,10 @@ def test_conv_relu_pool_fused_equals_unfused(
 def test_conv_relu_pool_is_not_fused_when_tiles_would_split_windows(monkeypatch):
     """A 14 x 14 conv output: Winograd's last tiles hang over the edge and cut windows in
     two, so the pool runs its own backward."""
-    from tinygrad_mnist.kernels.pool import TiledMaxPool2d
-
     rng = np.random.default_rng(9)
     x = rng.standard_normal((2, 4, 16, 16)).astype(np.float32)
     weight, bias = small_integers((5, 4, 3, 3), seed=10), small_integers((5,), seed=11)
-    pool_calls = []
-    original = TiledMaxPool2d.backward
-    monkeypatch.setattr(
-        TiledMaxPool2d, "backward", lambda self, g: pool_calls.append(1) or original(self, g)
-    )
+    pool_calls = count_pool_backwards(monkeypatch)
     with kernels.use("fast"):
         got = conv_relu_pool_grads(x, weight, bias)
     assert pool_calls == [1]
@@ -215,7 +216,6 @@ def test_batch_last_conv_relu_pool_fused_equals_unfused(dtype, split, monkeypatc
     """seed-cnn's first layers: the batch-last conv takes its output gradient two rows at a
     time from the pool, bit for bit what the ops one by one give (exact ties included)."""
     from tinygrad_mnist.kernels import parallel
-    from tinygrad_mnist.kernels.pool import TiledMaxPool2d
 
     if split:  # several parts, each its own rows
         monkeypatch.setattr(parallel, "MIN_SPLIT_ELEMENTS", 0)
@@ -223,11 +223,7 @@ def test_batch_last_conv_relu_pool_fused_equals_unfused(dtype, split, monkeypatc
     x = small_integers((6, 1, 12, 10), seed=13).astype(dtype)
     weight, bias = small_integers((4, 1, 3, 3), seed=14), small_integers((4,), seed=15)
     weight, bias = weight.astype(dtype), bias.astype(dtype)
-    pool_calls = []
-    original = TiledMaxPool2d.backward
-    monkeypatch.setattr(
-        TiledMaxPool2d, "backward", lambda self, g: pool_calls.append(1) or original(self, g)
-    )
+    pool_calls = count_pool_backwards(monkeypatch)
     with kernels.use("fast"):
         kernel, *fused = first_conv_grads(x, weight, bias)
         assert kernel == "batch-last" and pool_calls == []
@@ -253,15 +249,9 @@ def test_batch_last_conv_relu_pool_fused_equals_unfused(dtype, split, monkeypatc
 def test_batch_last_conv_is_not_fused_with_a_pool_that_drops_a_row(monkeypatch):
     """A 9-row conv output: the pool drops its last row, so the conv's rows are not all whole
     window rows and the pool runs its own backward."""
-    from tinygrad_mnist.kernels.pool import TiledMaxPool2d
-
     x = small_integers((3, 1, 11, 10), seed=16)
     weight, bias = small_integers((4, 1, 3, 3), seed=17), small_integers((4,), seed=18)
-    pool_calls = []
-    original = TiledMaxPool2d.backward
-    monkeypatch.setattr(
-        TiledMaxPool2d, "backward", lambda self, g: pool_calls.append(1) or original(self, g)
-    )
+    pool_calls = count_pool_backwards(monkeypatch)
     with kernels.use("fast"):
         got = first_conv_grads(x, weight, bias)[2:]
     assert pool_calls == [1]
