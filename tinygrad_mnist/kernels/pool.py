@@ -100,8 +100,10 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
             top = np.maximum(top_left, top_right)
             bottom = np.maximum(bottom_left, bottom_right)
             right_in_top, right_in_bottom, bottom_row = (p[part] for p in picks)
-            np.greater(top_right, top_left, out=right_in_top)
-            np.greater(bottom_right, bottom_left, out=right_in_bottom)
+            # the right one won where the row's max is not the left one (a tie keeps the left;
+            # NaN windows are redone below): one strided operand instead of two
+            np.not_equal(top, top_left, out=right_in_top)
+            np.not_equal(bottom, bottom_left, out=right_in_bottom)
             np.greater(bottom, top, out=bottom_row)
             np.maximum(top, bottom, out=out[part])
 
