@@ -43,6 +43,7 @@ BLAS_THREADING_MACS = 1 << 18
 
 _helpers: list[_Helper] = []  # one per extra core, started on first use
 _helpers_busy = threading.Lock()  # held by the thread whose job the helpers run
+_fork_hook_registered = False  # `_forget_helpers` runs in forked children once this is set
 _blas_libraries: list | None = None  # threadpoolctl's controllers of the BLAS libraries
 _inside = threading.local()  # set while a thread runs a part: parts never split again
 
@@ -119,13 +120,13 @@ def split(n: int, work: Callable[[slice], R], *, elements: int = 0, macs: int = 
             return [work(slice(0, n))]
         try:
             helpers = _get_helpers(count - 1)
-            for helper, part in zip(helpers, parts[1:], strict=False):
+            for helper, part in zip(helpers, parts[1:], strict=True):
                 helper.start(work, part)
             try:
                 first = _run_part(work, parts[0])
             finally:
                 # never leave a part running on memory the caller gets back
-                done = [helper.finish() for helper in helpers[: count - 1]]
+                done = [helper.finish() for helper in helpers]
         finally:
             _helpers_busy.release()
         for _, error in done:
@@ -259,16 +260,14 @@ class _Helper:
 
 
 def _get_helpers(count: int) -> list[_Helper]:
+    """The first `count` helpers, started when missing."""
     global _fork_hook_registered
     if not _fork_hook_registered and hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_forget_helpers)
         _fork_hook_registered = True
     while len(_helpers) < count:
         _helpers.append(_Helper())
-    return _helpers
-
-
-_fork_hook_registered = False
+    return _helpers[:count]
 
 
 def _forget_helpers() -> None:
