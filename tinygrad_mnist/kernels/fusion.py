@@ -24,6 +24,7 @@ anyone can see changes (tests/test_fusion.py checks every case against the unfus
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -71,52 +72,36 @@ class ConvAfterReLU:
 
 
 class ConvReLUPool:
-    """The backward of conv -> relu -> 2x2 max-pool in one, the conv a Winograd conv whose
-    4x4 output tiles each hold 2x2 whole pooling windows: the conv gets each chunk's output
-    gradient as tiles, routed from the pooled gradient by the pool's winners and masked by the
-    ReLU (`winograd.backward`'s `grad_tiles`). A ReLU before the conv may be fused in too."""
+    """The backward of conv -> relu -> 2x2 max-pool in one. The conv gets its output gradient
+    routed from the pooled gradient by the pool's winners and masked by the ReLU, a piece at a
+    time, and the full-size gradient between the ops is never written: a Winograd conv whose
+    4x4 output tiles each hold 2x2 whole windows as each chunk's tiles (`grad_tiles`), the
+    batch-last first conv, with no input gradient to give, two output rows at a time inside
+    its weight-gradient products (`grad_rows`). A ReLU before a Winograd conv may be fused in
+    too."""
 
     name = "Conv2d+ReLU+MaxPool2d"
     grad_is_scratch = False
 
-    def __init__(self, conv: WinogradConv2d, pool: TiledMaxPool2d, relu_before: Any = None):
+    def __init__(self, conv: FastConv2d, pool: TiledMaxPool2d, relu_before: Any = None):
         self.conv, self.pool, self.relu_before = conv, pool, relu_before
 
     def backward(self, grad: np.ndarray) -> tuple:
-        def grad_tiles(chunk: slice) -> np.ndarray:
-            return _pooled_grad_tiles(self.pool, grad, chunk)
-
-        self.conv.grad_tiles = grad_tiles
+        conv, pool = self.conv, self.pool
+        if isinstance(conv, WinogradConv2d):
+            conv.grad_tiles = partial(_pooled_grad_tiles, pool, grad)
+        elif isinstance(conv, BatchLastConv2d):
+            conv.grad_rows = partial(_pooled_grad_rows, pool, grad)
         if self.relu_before is not None:
-            self.conv.input_mask = self.relu_before.out.transpose(0, 2, 3, 1)
+            conv.input_mask = self.relu_before.out.transpose(0, 2, 3, 1)
         try:
-            return self.conv.backward(None)
+            return conv.backward(None)
         finally:
-            self.conv.grad_tiles = None
-            self.conv.input_mask = None
-
-
-class BatchLastConvReLUPool:
-    """The backward of conv -> relu -> 2x2 max-pool in one, the conv the batch-last first conv
-    (seed-cnn's) with no input gradient to give: its weight-gradient products take each block of
-    output rows straight from the pooled gradient and the pool's winners (`BatchLastConv2d`'s
-    `grad_rows`), so the full-size gradient between the ops is never written."""
-
-    name = "Conv2d+ReLU+MaxPool2d"
-    grad_is_scratch = False
-
-    def __init__(self, conv: BatchLastConv2d, pool: TiledMaxPool2d):
-        self.conv, self.pool = conv, pool
-
-    def backward(self, grad: np.ndarray) -> tuple:
-        def grad_rows(rows: slice) -> np.ndarray:
-            return _pooled_grad_rows(self.pool, grad, rows)
-
-        self.conv.grad_rows = grad_rows
-        try:
-            return self.conv.backward(None)
-        finally:
-            self.conv.grad_rows = None
+            if isinstance(conv, WinogradConv2d):
+                conv.grad_tiles = None
+            elif isinstance(conv, BatchLastConv2d):
+                conv.grad_rows = None
+            conv.input_mask = None
 
 
 def _window_corners(
@@ -175,16 +160,12 @@ def fuse(node: Any, consumers: dict[int, int]) -> tuple[Any, tuple] | None:
         relu_out = _only_consumed_relu_output(node._parents[0], consumers)
         if relu_out is not None:
             conv_out = relu_out._parents[0]
-            if _batch_last_conv_of_whole_rows(conv_out, op, consumers):
-                return BatchLastConvReLUPool(conv_out._op, op), conv_out._parents
-            whole = _conv_of_whole_tiles(conv_out, op, consumers)
-            if whole is not None:
-                conv_op, conv_out = whole
-                relu_before = _relu_before(conv_op, conv_out, consumers)
+            if _conv_takes_pooled_grad(conv_out, op, consumers):
+                relu_before = _relu_before(conv_out._op, conv_out, consumers)
                 if relu_before is not None:
                     parents = (*relu_before._parents, *conv_out._parents[1:])
-                    return ConvReLUPool(conv_op, op, relu_before._op), parents
-                return ConvReLUPool(conv_op, op), conv_out._parents
+                    return ConvReLUPool(conv_out._op, op, relu_before._op), parents
+                return ConvReLUPool(conv_out._op, op), conv_out._parents
             return PoolAfterReLU(op), relu_out._parents
     if isinstance(op, FastConv2d):
         relu_out = _relu_before(op, node, consumers)
@@ -205,52 +186,30 @@ def _relu_before(conv: FastConv2d, conv_out: Any, consumers: dict[int, int]) -> 
     return None
 
 
-def _batch_last_conv_of_whole_rows(
-    tensor: Any, pool: TiledMaxPool2d, consumers: dict[int, int]
-) -> bool:
-    """True when a batch-last conv that gives no input gradient made `tensor`, which only the
-    ReLU before `pool` reads, and `pool` is 2x2 with its three comparisons (no NaN window) over
-    the whole of it."""
-    conv = tensor._op
-    if (
-        not isinstance(conv, BatchLastConv2d)
-        or conv.needs_input_grad[0]
-        or consumers.get(id(tensor)) != 1
-        or tensor._retains_grad
-        or pool.pair_winners is None
-    ):
+def _conv_takes_pooled_grad(tensor: Any, pool: TiledMaxPool2d, consumers: dict[int, int]) -> bool:
+    """True when `tensor`, which only the ReLU before `pool` reads, was made by a conv that can
+    take its output gradient from `pool` (`ConvReLUPool`): `pool` is 2x2 with its three
+    comparisons (no NaN window) over the whole of it, and the conv is a Winograd conv whose
+    4x4 tiles hold whole windows or a batch-last conv that gives no input gradient."""
+    if not _feeds_only_the_next_op(tensor, consumers) or pool.pair_winners is None:
         return False
     h, w, oh, ow, kh, kw = pool.geometry
-    return (kh, kw) == (2, 2) and (h, w) == (2 * oh, 2 * ow)
-
-
-def _conv_of_whole_tiles(
-    tensor: Any, pool: TiledMaxPool2d, consumers: dict[int, int]
-) -> tuple[WinogradConv2d, Any] | None:
-    """(conv op, `tensor`) when a Winograd conv made `tensor`, which only the ReLU before
-    `pool` reads, and each of its 4x4 tiles holds 2x2 whole windows of the 2x2 pool with its
-    three comparisons (no NaN window); else None."""
+    if (kh, kw) != (2, 2) or (h, w) != (2 * oh, 2 * ow):
+        return False
     conv = tensor._op
-    if (
-        not isinstance(conv, WinogradConv2d)
-        or consumers.get(id(tensor)) != 1
-        or tensor._retains_grad
-        or pool.pair_winners is None
-    ):
-        return None
-    h, w, oh, ow, kh, kw = pool.geometry
-    if (kh, kw) != (2, 2) or h % TILE or w % TILE or (oh, ow) != (h // 2, w // 2):
-        return None
-    return conv, tensor
+    if isinstance(conv, WinogradConv2d):
+        return h % TILE == 0 and w % TILE == 0
+    return isinstance(conv, BatchLastConv2d) and not conv.needs_input_grad[0]
+
+
+def _feeds_only_the_next_op(tensor: Any, consumers: dict[int, int]) -> bool:
+    """True when this backward reads `tensor` once and it keeps no `.grad` of its own."""
+    return consumers.get(id(tensor)) == 1 and not tensor._retains_grad
 
 
 def _only_consumed_relu_output(tensor: Any, consumers: dict[int, int]) -> Any:
     """`tensor` when a fast ReLU made it and this backward reads it once, without it keeping
     its `.grad`; else None."""
-    if (
-        isinstance(tensor._op, ThreadedReLU)
-        and consumers.get(id(tensor)) == 1
-        and not tensor._retains_grad
-    ):
+    if isinstance(tensor._op, ThreadedReLU) and _feeds_only_the_next_op(tensor, consumers):
         return tensor
     return None
