@@ -15,29 +15,15 @@ import pytest
 
 from tinygrad_mnist import cli
 
-# seed-cnn on 20 images per digit, long enough (a few seconds) to be stopped half way
-LONG = [
-    "--data",
-    "sample",
-    "--model",
-    "seed-cnn",
-    "--limit-per-digit",
-    "20",
-    "--iterations",
-    "600",
-    "--quiet",
-]
-QUICK = [
-    "--data",
-    "sample",
-    "--model",
-    "seed-cnn",
-    "--limit-per-digit",
-    "20",
-    "--iterations",
-    "12",
-    "--quiet",
-]
+
+def seed_cnn_args(iterations: int) -> list[str]:
+    """`train` arguments: seed-cnn on 20 images per digit of the bundled sample."""
+    args = ["--data", "sample", "--model", "seed-cnn", "--limit-per-digit", "20"]
+    return [*args, "--iterations", str(iterations), "--quiet"]
+
+
+LONG = seed_cnn_args(600)  # long enough (a few seconds) to be stopped half way
+QUICK = seed_cnn_args(12)
 
 
 def run(argv, capsys) -> tuple[int, str, str]:
