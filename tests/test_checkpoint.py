@@ -34,19 +34,16 @@ def _setup(optimizer: str = "adam"):
 
 
 def _fit(small, model, opt, **kwargs):
-    return train.fit(
-        model,
-        opt,
-        small[0],
-        small[1],
+    """train.fit on small = (train, test) with this file's settings, any of them overridden."""
+    settings = dict(
         iterations=TOTAL,
         batch_size=10,
         eval_every=7,
         lr_schedule="cosine",
         test_subset=20,
         progress=False,
-        **kwargs,
     )
+    return train.fit(model, opt, small[0], small[1], **{**settings, **kwargs})
 
 
 def _columns(history: train.History) -> dict:
@@ -152,34 +149,10 @@ def test_resume_refuses_a_different_run(small, tmp_path):
     _fit(small, model, opt, checkpoint=path)
     model, opt = _setup()
     with pytest.raises(ValueError, match=r"run \(batch_size: checkpoint 10, this call 20"):
-        train.fit(
-            model,
-            opt,
-            small[0],
-            small[1],
-            iterations=TOTAL,
-            batch_size=20,
-            eval_every=7,
-            lr_schedule="cosine",
-            test_subset=20,
-            progress=False,
-            resume=path,
-        )
+        _fit(small, model, opt, batch_size=20, resume=path)
     x, y = small[0]
     with pytest.raises(ValueError, match="train: checkpoint '160 examples, sha256"):
-        train.fit(
-            model,
-            opt,
-            (x[::-1], y[::-1]),
-            small[1],
-            iterations=TOTAL,
-            batch_size=10,
-            eval_every=7,
-            lr_schedule="cosine",
-            test_subset=20,
-            progress=False,
-            resume=path,
-        )
+        _fit(((x[::-1], y[::-1]), small[1]), model, opt, resume=path)
     model, sgd = _setup("sgd")
     with pytest.raises(ValueError, match="optimizer: checkpoint 'Adam', this call 'SGD'"):
         _fit(small, model, sgd, resume=path)
