@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from sample_model import trained_seed_cnn
+from sample_model import seed_cnn_trained_on, trained_seed_cnn
 
-from tinygrad_mnist import Tensor, data, nn, optim, train
-from tinygrad_mnist.models import build_model
+from tinygrad_mnist import Tensor, data, nn, train
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 ALLOWED_DROP = 0.03  # accuracy on prepared transformed digits may be at most 3 points lower
@@ -125,16 +124,7 @@ def test_transformed_digits_are_read_about_as_well_as_the_originals(
 def test_transformed_full_mnist_test_digits() -> None:
     """seed-cnn trained one epoch on full MNIST reads 1,500 transformed test digits as well."""
     mnist = data.load_mnist(MNIST_DIR, download=False)
-    nn.init.manual_seed(0)
-    model = build_model("seed-cnn")
-    x = data.preprocess(mnist.train_images, normalize=True)
-    train.fit(
-        model,
-        optim.Adam(model.parameters(), lr=3e-3),
-        (x, mnist.train_labels),
-        epochs=1,
-        progress=False,
-    )
+    model = seed_cnn_trained_on(mnist.train_images, mnist.train_labels, epochs=1)
     digits, labels = mnist.test_images[-1500:], mnist.test_labels[-1500:]
     baseline = train.accuracy(train.predict(model, data.preprocess(digits, normalize=True)), labels)
     assert baseline > 0.95
