@@ -15,7 +15,7 @@ import contextlib
 import math
 import numbers
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -205,15 +205,28 @@ class Tensor:
         # the textbook op, or a faster kernel for it where the kernels' table has one
         op = kernels.choose(op_class, arrays, attrs)(needs)
         op.attrs = attrs
-        out = Tensor.__new__(Tensor)
-        out.data = op.forward(*arrays, **attrs)
+        return Tensor._record(op, inputs, op.forward(*arrays, **attrs))
+
+    @staticmethod
+    def _record(
+        op: ops.Op, inputs: Sequence[Tensor], data: np.ndarray | Callable[[], np.ndarray]
+    ) -> Tensor:
+        """The tensor of `op`'s result `data` on `inputs`, recorded as their child when the op
+        needs a gradient. `data` may be a function that makes the array when it is first read
+        (`_Deferred`)."""
+        if callable(data):
+            out: Tensor = Tensor.__new__(_Deferred)
+            out._make = data  # type: ignore[attr-defined]
+        else:
+            out = Tensor.__new__(Tensor)
+            out.data = data
         out.grad = None
         out.name = None
         out._retains_grad = False
         out._consumed = False
-        out.requires_grad = True in needs
+        out.requires_grad = True in op.needs_input_grad
         if out.requires_grad:
-            out._op, out._parents = op, inputs
+            out._op, out._parents = op, tuple(inputs)
             for t in inputs:
                 t._consumed = True
         else:
@@ -1452,6 +1465,12 @@ class Tensor:
             ceil_mode=(ceil_mode, False),
             return_indices=(return_indices, False),
         )
+        return Tensor._apply(
+            ops.MaxPool2d, self, **self._max_pool2d_attrs(kernel_size, stride, padding)
+        )
+
+    def _max_pool2d_attrs(self, kernel_size, stride, padding) -> dict:
+        """The MaxPool2d op's attributes for these arguments, checked against this tensor."""
         kernel = checks.pair(kernel_size, "kernel_size", "max_pool2d")
         stride = kernel if stride is None else checks.pair(stride, "stride", "max_pool2d")
         padding = checks.pair(padding, "padding", "max_pool2d")
@@ -1459,7 +1478,7 @@ class Tensor:
         attrs = dict(kernel_size=kernel, stride=stride)
         if padding != (0, 0):
             attrs["padding"] = padding
-        return Tensor._apply(ops.MaxPool2d, self, **attrs)
+        return attrs
 
     def avg_pool2d(
         self,
@@ -1504,6 +1523,25 @@ class Tensor:
         """Mean cross-entropy of logits (N, C) against class indices (N,) (fused and stable)."""
         targets = checks.class_targets(self.shape, _index_array(targets), "cross_entropy")
         return Tensor._apply(ops.CrossEntropy, self, targets=targets)
+
+
+class _Deferred(Tensor):
+    """A recorded tensor whose array is made the first time something reads it; it is a plain
+    Tensor from then on. The engine room leaves the full-size output of a ReLU unmade when the
+    max-pool after it took its max first (`kernels.deferred`); nothing else makes these."""
+
+    _make: Callable[[], np.ndarray]
+
+    @property
+    def data(self) -> np.ndarray:
+        self.data = array = self._make()
+        return array
+
+    @data.setter
+    def data(self, array: np.ndarray) -> None:
+        self.__class__ = Tensor  # type: ignore[assignment]  # data is an attribute again
+        del self._make
+        self.__dict__["data"] = array
 
 
 def topological_order(

@@ -38,7 +38,7 @@ class ThreadedReLU(Kernel, ops.ReLU):
             # zeros block too large to stay in cache costs more than the calls it saves
             # (seed-cnn's ReLU at batch 64: 0.17 ms in pieces of 87K, 0.22 in 349K, 0.34 in 22K)
             piece = max(MIN_ZEROS, caches.l2_bytes() // 2 // (3 * x.itemsize))
-            zeros = _zeros(x.dtype, piece)
+            zeros = cached_zeros(x.dtype, piece)
 
             def flat_relu(span):
                 size = span.stop - span.start
@@ -125,8 +125,8 @@ def memory_order_flat(x: np.ndarray) -> np.ndarray | None:
 
 
 @lru_cache(maxsize=8)
-def _zeros(dtype: np.dtype, size: int) -> np.ndarray:
-    """A read-only array of `size` zeros, made once per dtype and size."""
+def cached_zeros(dtype: np.dtype, size: int) -> np.ndarray:
+    """A read-only array of `size` zeros, made once per dtype and size (the last few kept)."""
     zeros = np.zeros(size, dtype=dtype)
     zeros.flags.writeable = False
     return zeros

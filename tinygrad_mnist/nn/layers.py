@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 
+from .. import kernels
 from ..checks import pair
 from ..tensor import Tensor
 from . import functional as F
@@ -382,9 +383,14 @@ class Sequential(Module):
             setattr(self, str(i), layer)
 
     def forward(self, x: Tensor) -> Tensor:
-        for layer in self._modules.values():
-            if layer is not None:
-                x = layer(x)
+        layers = [m for m in self._modules.values() if m is not None]
+        i = 0
+        while i < len(layers):
+            pooled = _relu_then_pool(layers, i, x)
+            if pooled is not None:  # layers i and i + 1 at once
+                x, i = pooled, i + 2
+            else:
+                x, i = layers[i](x), i + 1
         return x
 
     def __getitem__(self, index):
@@ -398,3 +404,27 @@ class Sequential(Module):
 
     def __iter__(self):
         return iter(self._modules.values())
+
+
+def _relu_then_pool(layers: list[Module], i: int, x: Tensor) -> Tensor | None:
+    """The output of layers[i + 1] when layers i - 1 to i + 1 are a Conv2d, a ReLU and a
+    MaxPool2d that no hook watches, and the engine room pools before the ReLU, leaving the
+    ReLU's output unmade until read (`kernels.deferred`); else None, and nothing has run."""
+    if not (
+        0 < i < len(layers) - 1
+        and type(layers[i]) is ReLU
+        and type(layers[i + 1]) is MaxPool2d
+        and type(layers[i - 1]) is Conv2d
+    ):
+        return None
+    conv, relu, pool = layers[i - 1 : i + 2]
+    if conv._forward_hooks or relu._forward_hooks or pool._forward_hooks:
+        return None
+    assert isinstance(pool, MaxPool2d)
+    fused = kernels.relu_max_pool(x, pool.kernel_size, pool.stride, pool.padding)
+    if fused is None:
+        return None
+    relu_out, pooled = fused
+    relu._note_call((x,), relu_out)
+    pool._note_call((relu_out,), pooled)
+    return pooled

@@ -178,12 +178,15 @@ class Module(ABC):
                 result = hook(self, args, out)
                 if result is not None:
                     out = result
+        self._note_call(args, out)
+        return out
+
+    def _note_call(self, args: tuple, out) -> None:
+        """Remember on `out` that this module made it from the tensors in `args`, so the graph
+        drawer can box each layer's ops (innermost module first, Sequential last)."""
         if isinstance(out, Tensor) and out.requires_grad:
-            # remember which module made this tensor from which inputs, so the graph drawer
-            # can box each layer's ops (innermost module first, Sequential last)
             inputs = tuple([a for a in args if isinstance(a, Tensor)])
             out.module_calls = (*out.module_calls, (self, inputs))
-        return out
 
     def register_forward_hook(self, hook: Callable) -> RemovableHandle:
         """Call `hook(module, inputs, output)` after every forward; a non-None result replaces
