@@ -134,24 +134,37 @@ class Torch:
 
 
 def time_alternating(
-    runs: dict[str, Callable[[int], None]], rounds: int, iterations: int, warmup: int
+    runs: dict[str, Callable[[int], None]],
+    rounds: int,
+    iterations: int,
+    warmup: int,
+    min_seconds: float = 0.0,
 ) -> dict[str, list[float]]:
     """Seconds per call of each `run(i)`, timed one call at a time, alternating the sides.
 
     Each round runs every side `iterations` times; the order flips every round
-    (A B, B A, A B, ...) so that drift in machine load falls on both sides alike.
+    (A B, B A, A B, ...) so that drift in machine load falls on both sides alike. After
+    `rounds` rounds, more follow (in pairs, up to 20x as many) until every side has been timed
+    for `min_seconds`: a step of a few ms would otherwise be sampled over a fraction of a
+    second, and one quiet or busy moment of the machine would decide its median.
     """
     names = list(runs)
     for name in names:
         for i in range(warmup):
             runs[name](i)
     times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
+
+    def too_short() -> bool:
+        return min(sum(ts) for ts in times.values()) < min_seconds
+
+    r = 0
+    while r < rounds or (r < 20 * rounds and (too_short() or (r - rounds) % 2 == 1)):
         for name in names if r % 2 == 0 else reversed(names):
             for i in range(iterations):
                 start = time.perf_counter()
                 runs[name](r * iterations + i)
                 times[name].append(time.perf_counter() - start)
+        r += 1
     return times
 
 
@@ -170,6 +183,7 @@ def bench_model(
     warmup: int,
     infer_batch: int,
     with_torch: bool,
+    min_seconds: float = 0.0,
 ) -> list[dict]:
     """One row per batch size (training) plus one for inference, as dicts."""
     rows = []
@@ -187,7 +201,7 @@ def bench_model(
         runs = {"ours": lambda i, o=ours: step(o, i)}
         if theirs is not None:
             runs["torch"] = lambda i, t=theirs: step(t, i)
-        times = time_alternating(runs, rounds, iterations, warmup)
+        times = time_alternating(runs, rounds, iterations, warmup, min_seconds)
         rows.append(_row(name, "train", batch, times, max_diff))
 
     ours = Ours(name)
@@ -195,7 +209,7 @@ def bench_model(
     runs = {"ours": lambda i: ours.infer(infer_x)}
     if theirs is not None:
         runs["torch"] = lambda i: theirs.infer(infer_x)
-    times = time_alternating(runs, rounds, max(1, iterations // 4), min(warmup, 1))
+    times = time_alternating(runs, rounds, max(1, iterations // 4), min(warmup, 1), min_seconds)
     max_diff = check_same_model(ours, theirs, infer_x)
     rows.append(_row(name, "inference", infer_batch, times, max_diff))
     return rows
@@ -513,6 +527,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--infer-batch", type=int, default=1000)
     p.add_argument("--iterations", type=int, default=10, help="steps per side per round")
     p.add_argument("--rounds", type=int, default=6, help="alternations of the two sides")
+    p.add_argument(
+        "--min-seconds",
+        type=float,
+        default=2.0,
+        help="more rounds until each side of a row has run this long (0: just --rounds)",
+    )
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--memory-steps", type=int, default=5)
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
@@ -538,6 +558,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.warmup, args.batch_sizes = 1, 1, args.batch_sizes[:1]
+        args.min_seconds = 0.0
         args.infer_batch, args.no_memory = min(args.infer_batch, 100), True
     return args
 
@@ -585,6 +606,7 @@ def main(argv=None) -> int:
             args.warmup,
             args.infer_batch,
             with_torch,
+            args.min_seconds,
         )
         if not args.no_memory:
             memory.append(measure_memory(name, args.batch_sizes[0], args.memory_steps, with_torch))
@@ -600,7 +622,8 @@ def main(argv=None) -> int:
         print(
             f"{m['cpus']} CPUs ({m['cpus_usable']} usable), NumPy {m['numpy']}, "
             f"PyTorch {m.get('torch', '-')} on {TORCH_THREADS} threads; "
-            f"medians of {args.rounds} alternating rounds x {args.iterations} steps"
+            f"medians of {args.rounds}+ alternating rounds x {args.iterations} steps, "
+            f"at least {args.min_seconds:g} s per side"
         )
         print(format_machine(result["machine"]["limits"]))
         print(format_table(rows, memory))

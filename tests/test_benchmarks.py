@@ -131,3 +131,26 @@ def test_step_cost_counts_lenet_by_its_shapes():
     cost = limits.step_cost(build_model("lenet-cnn"), n, True)
     assert cost.flops == conv1 + conv2 + fc1 + fc2 + biases + elementwise + adam
     assert cost.traffic_bytes == 112_885_096
+
+
+def import_script(name: str):
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+
+
+@pytest.mark.parametrize(
+    ("min_seconds", "rounds_run"),
+    [(0.0, 2), (0.5, 18), (100.0, 40)],  # 2 asked; 50 steps of 0.01 s need 17, paired: 18; cap
+)
+def test_rounds_go_on_until_each_side_ran_min_seconds(monkeypatch, min_seconds, rounds_run):
+    bench = import_script("bench_vs_torch")
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(ticks) / 100)  # 0.01 s a step
+    calls: dict[str, list[int]] = {"ours": [], "torch": []}
+    runs = {side: calls[side].append for side in calls}
+    times = bench.time_alternating(runs, 2, 3, 0, min_seconds)
+    assert [len(times[side]) for side in calls] == [3 * rounds_run] * 2
+    assert calls["ours"] == list(range(3 * rounds_run))  # each step gets its own index
