@@ -1,6 +1,7 @@
-"""Forward fusion (kernels/deferred.py): in a Sequential, Conv2d -> ReLU -> MaxPool2d pools
-before the ReLU and leaves the ReLU's full-size output unmade until read, with exactly the
-outputs and gradients of the layers run one by one."""
+"""Forward fusion (kernels/deferred.py): in a Sequential, a ReLU after a Conv2d and before a
+MaxPool2d (pooled first) or a Winograd Conv2d (which applies it as it reads its input) leaves
+its full-size output unmade until read, with exactly the outputs and gradients of the layers
+run one by one."""
 
 from __future__ import annotations
 
@@ -183,3 +184,54 @@ def test_the_graph_keeps_both_layers():
     assert layers == [model[2], model]
     assert relu_out.module_calls == ((model[1], (conv_out,)),)
     assert relu_out.shape == conv_out.shape
+
+
+def conv_relu_conv(padding=0, then_pool=False):
+    """Conv2d -> ReLU -> Conv2d (a Winograd conv: 3x3, 4 input channels), as in lenet-cnn;
+    with `then_pool`, the second conv's ReLU and max-pool too."""
+    layers = [nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 3, 3, padding=padding)]
+    if then_pool:
+        layers += [nn.ReLU(), nn.MaxPool2d(2)]
+    model = nn.Sequential(*layers)
+    rng = np.random.default_rng(8)
+    for conv, bias in ((model[0], [-3, 0, 1, -1]), (model[2], [1, -2, 0])):
+        conv.weight.data = rng.integers(-2, 3, conv.weight.shape).astype(np.float32)
+        conv.bias.data = np.array(bias, dtype=np.float32)
+    return model
+
+
+@pytest.mark.parametrize("padding", [0, 1, "same"])
+@pytest.mark.parametrize("then_pool", [False, True])
+@pytest.mark.parametrize("nan", [False, True])
+@pytest.mark.parametrize("retain_relu", [False, True])
+def test_conv_after_a_deferred_relu_gives_the_layers_own_results(
+    padding, then_pool, nan, retain_relu
+):
+    model = conv_relu_conv(padding, then_pool)
+    x = inputs((3, 1, 14, 14), seed=9, nan=nan)
+    with kernels.use("fast"):
+        got = run(Sequential_forward, model, x, retain_relu=retain_relu)
+        plain = run(one_by_one, model, x, retain_relu=retain_relu)
+    for g, e in zip([got[0], *got[1], got[2]], [plain[0], *plain[1], plain[2]], strict=True):
+        np.testing.assert_array_equal(g, e)
+
+
+def test_a_winograd_conv_reads_the_relu_before_it_unmade(monkeypatch):
+    calls = count_relu_forwards(monkeypatch)
+    model = conv_relu_conv(then_pool=True)  # lenet-cnn's conv -> relu -> conv -> relu -> pool
+    with kernels.use("fast"):
+        out = model(Tensor(inputs((4, 1, 14, 14), seed=10)))
+        (out * 2.0).sum().backward()
+    first_relu = out._parents[0]._parents[0]._parents[0]
+    assert first_relu._op.name == "ReLU" and type(first_relu) is _Deferred
+    assert calls == [] and model[0].weight.grad is not None
+    conv_out = first_relu._parents[0]
+    np.testing.assert_array_equal(first_relu.data, np.maximum(conv_out.data, 0))
+
+
+def test_a_conv_that_cannot_apply_the_relu_gets_it_made(monkeypatch):
+    calls = count_relu_forwards(monkeypatch)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 3, 5))  # 5x5: im2col
+    with kernels.use("fast"):
+        out = model(Tensor(inputs((2, 1, 12, 12), seed=11)))
+    assert calls == [1] and type(out._parents[0]) is Tensor

@@ -1396,6 +1396,12 @@ class Tensor:
         with OH = (H + 2*ph - dh*(kh-1) - 1) // sh + 1. `padding` is an int, a pair, "valid"
         (no padding) or "same" (output size = input size; stride 1 only).
         """
+        inputs, attrs = self._conv2d_call(weight, bias, stride, padding, dilation, groups)
+        return Tensor._apply(ops.Conv2d, *inputs, **attrs)
+
+    def _conv2d_call(self, weight, bias, stride, padding, dilation, groups) -> tuple[tuple, dict]:
+        """The Conv2d op's inputs (this tensor, or its padded copy for an uneven "same") and
+        attributes for conv2d's arguments, checked."""
         stride = checks.pair(stride, "stride", "conv2d")
         dilation = checks.pair(dilation, "dilation", "conv2d")
         weight = self._lift(weight)
@@ -1423,7 +1429,7 @@ class Tensor:
         attrs = dict(stride=stride, padding=padding)
         if dilation != (1, 1) or groups != 1:  # only then, so graph labels stay short
             attrs.update(dilation=dilation, groups=int(groups))
-        return Tensor._apply(ops.Conv2d, *inputs, **attrs)
+        return inputs, attrs
 
     def _padding_for(self, padding: str, weight_shape, stride, dilation):
         """conv2d's "valid" and "same" as (input, symmetric padding); an odd total padding

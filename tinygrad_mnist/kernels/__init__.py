@@ -9,13 +9,14 @@ the allocator tuning) without changing a result. Read it after the textbook, or 
 - `settings`: `use("reference")` / TINYGRAD_MNIST_KERNELS, `set_float32_precision`;
 - `layouts`: the memory-layout agreements between kernels;
 - `fusion`: backward passes of neighbouring ops done as one (`fuse`);
-- `deferred`: a ReLU before a max-pool, pooled first and made only when read (`relu_max_pool`);
+- `deferred`: a ReLU whose output the next op does without, made only when read: a max-pool
+  takes its max first (`relu_max_pool`), a Winograd conv applies it itself (`relu_conv2d`);
 - the kernels: `conv_im2col`, `winograd`, `pool`, `elementwise`, `matmul`, `optimizers`;
 - helpers: `convolution` (what the fast convs share), `parallel` (batch splitting across
   cores), `allocator` (keep freed memory between training steps).
 """
 
-from .deferred import relu_max_pool
+from .deferred import relu_conv2d, relu_max_pool
 from .fusion import fuse
 from .settings import get_float32_precision, mode, set_float32_precision, use
 from .table import KERNELS, choose
@@ -26,6 +27,7 @@ __all__ = [
     "fuse",
     "get_float32_precision",
     "mode",
+    "relu_conv2d",
     "relu_max_pool",
     "set_float32_precision",
     "use",

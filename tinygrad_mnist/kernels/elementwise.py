@@ -130,3 +130,8 @@ def cached_zeros(dtype: np.dtype, size: int) -> np.ndarray:
     zeros = np.zeros(size, dtype=dtype)
     zeros.flags.writeable = False
     return zeros
+
+
+def zeros_of(size: int, dtype: np.dtype) -> np.ndarray:
+    """`size` read-only zeros, cut from a cached block of the next power of two (few sizes)."""
+    return cached_zeros(dtype, 1 << max(size - 1, 0).bit_length())[:size]

@@ -31,6 +31,7 @@ import numpy as np
 
 from .conv_im2col import BatchLastConv2d
 from .convolution import FastConv2d
+from .deferred import DeferredReLU
 from .elementwise import ThreadedReLU
 from .pool import TiledMaxPool2d
 from .winograd import TILE, WinogradConv2d
@@ -64,7 +65,7 @@ class ConvAfterReLU:
         self.conv, self.relu = conv, relu
 
     def backward(self, grad: np.ndarray) -> tuple:
-        self.conv.input_mask = self.relu.out.transpose(0, 2, 3, 1)  # channels-last, as conv's
+        self.conv.input_mask = _relu_mask(self.relu).transpose(0, 2, 3, 1)  # channels-last
         try:
             return self.conv.backward(grad)
         finally:
@@ -93,7 +94,7 @@ class ConvReLUPool:
         elif isinstance(conv, BatchLastConv2d):
             conv.grad_rows = partial(_pooled_grad_rows, pool, grad)
         if self.relu_before is not None:
-            conv.input_mask = self.relu_before.out.transpose(0, 2, 3, 1)
+            conv.input_mask = _relu_mask(self.relu_before).transpose(0, 2, 3, 1)
         try:
             return conv.backward(None)
         finally:
@@ -102,6 +103,12 @@ class ConvReLUPool:
             elif isinstance(conv, BatchLastConv2d):
                 conv.grad_rows = None
             conv.input_mask = None
+
+
+def _relu_mask(relu: ThreadedReLU) -> np.ndarray:
+    """An array > 0 exactly where the ReLU's output is: its input when its output was left
+    unmade (`deferred`), else its output."""
+    return relu.x if isinstance(relu, DeferredReLU) else relu.out
 
 
 def _window_corners(

@@ -16,7 +16,7 @@ import numpy as np
 from .. import ops
 from . import parallel
 from .base import Kernel
-from .elementwise import cached_zeros, memory_order_flat
+from .elementwise import memory_order_flat, zeros_of
 
 
 def tiles(x: np.ndarray, oh: int, ow: int, kh: int, kw: int) -> np.ndarray:
@@ -152,8 +152,7 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
         if flat is None:  # a layout with gaps: NumPy's slower max with a scalar
             np.maximum(out_part, out_part.dtype.type(0), out=out_part)
         else:  # against zeros NumPy's max takes its SIMD loop, ~3x faster
-            block = cached_zeros(flat.dtype, 1 << (flat.size - 1).bit_length())  # a few sizes
-            np.maximum(flat, block[: flat.size], out=flat)
+            np.maximum(flat, zeros_of(flat.size, flat.dtype), out=flat)
 
     def _first_wins_where_relu_zeroed(self) -> None:
         """With `relu_after`, a window whose max was <= 0 is all zeros after the ReLU, so its

@@ -34,6 +34,7 @@ import numpy as np
 
 from . import caches, parallel
 from .convolution import FastConv2d, read_only_view
+from .elementwise import zeros_of
 
 TILE = 4  # output pixels per tile side
 PATCH = TILE + 2  # input pixels per patch side (a 3x3 kernel adds 2)
@@ -137,11 +138,16 @@ def _tile_counts(h: int, w: int) -> tuple[int, int]:
 
 
 def forward(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, keep_patches: bool = True
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    keep_patches: bool = True,
+    relu_input: bool = False,
 ) -> tuple[np.ndarray, Saved]:
     """Correlate x (N, H, W, C) with weight (O, C, 3, 3); returns (out (N, H-2, W-2, O), saved).
 
     `keep_patches=False` drops the transformed input, which only the weight gradient needs.
+    `relu_input`: correlate max(x, 0) instead, each chunk's ReLU done in cache (`deferred`).
     """
     n, h, w, c = x.shape
     o = weight.shape[0]
@@ -161,7 +167,10 @@ def forward(
     def run(part: slice) -> list[np.ndarray]:
         kept = []  # V of each chunk, when the weight gradient will need it
         for chunk in chunks[part]:
-            v = _transform_input(x[chunk], mats.data, th, tw)
+            images = x[chunk]
+            if relu_input:  # against zeros NumPy's max takes its SIMD loop
+                images = np.maximum(images, zeros_of(images.size, x.dtype).reshape(images.shape))
+            v = _transform_input(images, mats.data, th, tw)
             m = np.matmul(v, u)  # (36, tiles, O): 36 GEMMs
             if bias is not None:
                 m[_BIAS_POSITION] += bias
@@ -301,6 +310,8 @@ class WinogradConv2d(FastConv2d):
     kernel = "winograd"
     exact = False
     masks_input_grad = True
+    takes_relu_input = True  # `relu_input`: this conv may apply a ReLU before it (`deferred`)
+    relu_input = False
     # set around a fused backward (`fusion`): the output gradient's tiles, chunk by chunk
     grad_tiles: Callable[[slice], np.ndarray] | None = None
 
@@ -318,7 +329,7 @@ class WinogradConv2d(FastConv2d):
         )
 
     def _forward(self, x, weight, bias):
-        out, self.saved = forward(x, weight, bias, keep_patches=self.needs_input_grad[1])
+        out, self.saved = forward(x, weight, bias, self.needs_input_grad[1], self.relu_input)
         return out
 
     def _backward(self, g):

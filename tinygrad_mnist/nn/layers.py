@@ -386,9 +386,9 @@ class Sequential(Module):
         layers = [m for m in self._modules.values() if m is not None]
         i = 0
         while i < len(layers):
-            pooled = _relu_then_pool(layers, i, x)
-            if pooled is not None:  # layers i and i + 1 at once
-                x, i = pooled, i + 2
+            fused = _relu_then(layers, i, x)
+            if fused is not None:  # layers i and i + 1 at once
+                x, i = fused, i + 2
             else:
                 x, i = layers[i](x), i + 1
         return x
@@ -406,25 +406,28 @@ class Sequential(Module):
         return iter(self._modules.values())
 
 
-def _relu_then_pool(layers: list[Module], i: int, x: Tensor) -> Tensor | None:
+def _relu_then(layers: list[Module], i: int, x: Tensor) -> Tensor | None:
     """The output of layers[i + 1] when layers i - 1 to i + 1 are a Conv2d, a ReLU and a
-    MaxPool2d that no hook watches, and the engine room pools before the ReLU, leaving the
-    ReLU's output unmade until read (`kernels.deferred`); else None, and nothing has run."""
-    if not (
-        0 < i < len(layers) - 1
-        and type(layers[i]) is ReLU
-        and type(layers[i + 1]) is MaxPool2d
-        and type(layers[i - 1]) is Conv2d
-    ):
+    MaxPool2d or Conv2d that no hook watches, run as one by the engine room: the ReLU's
+    output left unmade until read, the pool taking its max before the ReLU, the conv applying
+    the ReLU as it reads its input (`kernels.deferred`); else None, and nothing has run.
+    x is the output of layers[i - 1], which no one else holds."""
+    if not (0 < i < len(layers) - 1 and type(layers[i]) is ReLU and type(layers[i - 1]) is Conv2d):
         return None
-    conv, relu, pool = layers[i - 1 : i + 2]
-    if conv._forward_hooks or relu._forward_hooks or pool._forward_hooks:
+    relu, after = layers[i], layers[i + 1]
+    if layers[i - 1]._forward_hooks or relu._forward_hooks or after._forward_hooks:
         return None
-    assert isinstance(pool, MaxPool2d)
-    fused = kernels.relu_max_pool(x, pool.kernel_size, pool.stride, pool.padding)
+    if type(after) is MaxPool2d:
+        fused = kernels.relu_max_pool(x, after.kernel_size, after.stride, after.padding)
+    elif type(after) is Conv2d:
+        fused = kernels.relu_conv2d(
+            x, after.weight, after.bias, after.stride, after.padding, after.dilation, after.groups
+        )
+    else:
+        return None
     if fused is None:
         return None
-    relu_out, pooled = fused
+    relu_out, out = fused
     relu._note_call((x,), relu_out)
-    pool._note_call((relu_out,), pooled)
-    return pooled
+    after._note_call((relu_out,), out)
+    return out
