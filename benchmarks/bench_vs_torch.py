@@ -530,7 +530,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--min-seconds",
         type=float,
-        default=2.0,
+        default=5.0,
         help="more rounds until each side of a row has run this long (0: just --rounds)",
     )
     p.add_argument("--warmup", type=int, default=3)
