@@ -10,14 +10,16 @@ values. So it is left unmade: the ReLU's node in the graph holds a tensor that m
 the first time it is read (`tensor._Deferred`), and the ReLU's op makes its mask the same way.
 The graph keeps both nodes, conv -> relu -> pool, exactly as the layers say.
 
+The pool's winners are then those of the ReLU's input. They differ from the ReLU output's only
+in windows whose max is <= 0, where the ReLU's output is all zeros and its backward zeroes the
+window's gradient whichever element got it; an unfused backward also moves those windows'
+winner to their first element, as pooling the ReLU's zeros would, so even the gradient of the
+ReLU's own output is the textbook's.
+
 A ReLU followed by a convolution (lenet-cnn's first ReLU): a Winograd conv applies the ReLU
 to each chunk of its input while it copies it into patches, in cache (`takes_relu_input`).
 Its backward fusion with the ReLU (`fusion.ConvAfterReLU`) masks with the ReLU's input, which
 is > 0 exactly where the output is.
-
-The pool's winners are then those of the ReLU's input. They differ from the ReLU output's only
-in windows whose max is <= 0, where the ReLU's output is all zeros and its backward zeroes the
-window's gradient whichever element got it; every gradient a caller can see is unchanged.
 
 Deferring is only safe while nothing can change the ReLU's input before its output is made, so
 `nn.Sequential` asks for it only where a Conv2d layer made that input (a fresh array no one
