@@ -1534,7 +1534,8 @@ class Tensor:
 class _Deferred(Tensor):
     """A recorded tensor whose array is made the first time something reads it; it is a plain
     Tensor from then on. The engine room leaves the full-size output of a ReLU unmade when the
-    max-pool after it took its max first (`kernels.deferred`); nothing else makes these."""
+    op after it does without it (a max-pool that took its max first, a Winograd conv that
+    applies the ReLU itself: `kernels.deferred`); nothing else makes these."""
 
     _make: Callable[[], np.ndarray]
 

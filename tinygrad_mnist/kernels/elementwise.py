@@ -132,6 +132,14 @@ def cached_zeros(dtype: np.dtype, size: int) -> np.ndarray:
     return zeros
 
 
-def zeros_of(size: int, dtype: np.dtype) -> np.ndarray:
-    """`size` read-only zeros, cut from a cached block of the next power of two (few sizes)."""
-    return cached_zeros(dtype, 1 << max(size - 1, 0).bit_length())[:size]
+def relu_into(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = max(x, 0) on one thread (out may be x): a small piece, in cache, of a kernel that
+    applies a ReLU itself (`deferred`). Against a cached block of zeros, over both arrays in
+    their memory order, NumPy takes its SIMD loop, ~3x faster than a max with the scalar 0;
+    arrays with gaps or in two layouts take the scalar."""
+    flat_x, flat_out = memory_order_flat(x), memory_order_flat(out)
+    if flat_x is None or flat_out is None or x.strides != out.strides:
+        return np.maximum(x, x.dtype.type(0), out=out)
+    zeros = cached_zeros(x.dtype, 1 << max(x.size - 1, 0).bit_length())  # a few sizes only
+    np.maximum(flat_x, zeros[: x.size], out=flat_out)
+    return out

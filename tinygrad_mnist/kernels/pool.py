@@ -16,7 +16,7 @@ import numpy as np
 from .. import ops
 from . import parallel
 from .base import Kernel
-from .elementwise import memory_order_flat, zeros_of
+from .elementwise import relu_into
 
 
 def tiles(x: np.ndarray, oh: int, ow: int, kh: int, kw: int) -> np.ndarray:
@@ -146,13 +146,8 @@ class TiledMaxPool2d(Kernel, ops.MaxPool2d):
         """max(out, 0) in place, when `relu_after`; the winners stay those of x itself, which
         differ from the ReLU's output's only in windows whose max is <= 0, and those windows'
         gradient the ReLU's backward zeroes either way."""
-        if not self.relu_after:
-            return
-        flat = memory_order_flat(out_part)
-        if flat is None:  # a layout with gaps: NumPy's slower max with a scalar
-            np.maximum(out_part, out_part.dtype.type(0), out=out_part)
-        else:  # against zeros NumPy's max takes its SIMD loop, ~3x faster
-            np.maximum(flat, zeros_of(flat.size, flat.dtype), out=flat)
+        if self.relu_after:
+            relu_into(out_part, out_part)
 
     def _first_wins_where_relu_zeroed(self) -> None:
         """With `relu_after`, a window whose max was <= 0 is all zeros after the ReLU, so its

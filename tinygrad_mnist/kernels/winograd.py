@@ -34,7 +34,7 @@ import numpy as np
 
 from . import caches, parallel
 from .convolution import FastConv2d, read_only_view
-from .elementwise import zeros_of
+from .elementwise import relu_into
 
 TILE = 4  # output pixels per tile side
 PATCH = TILE + 2  # input pixels per patch side (a 3x3 kernel adds 2)
@@ -168,8 +168,8 @@ def forward(
         kept = []  # V of each chunk, when the weight gradient will need it
         for chunk in chunks[part]:
             images = x[chunk]
-            if relu_input:  # against zeros NumPy's max takes its SIMD loop
-                images = np.maximum(images, zeros_of(images.size, x.dtype).reshape(images.shape))
+            if relu_input:  # into a copy: x is the ReLU's input, which its output may need
+                images = relu_into(images, np.empty_like(images))
             v = _transform_input(images, mats.data, th, tw)
             m = np.matmul(v, u)  # (36, tiles, O): 36 GEMMs
             if bias is not None:
