@@ -520,21 +520,37 @@ def format_profile(result: dict, torch_rows: list[dict] | None) -> str:
 # ---------------------------------------------------------------- command line
 
 
+def _at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
+    """An argparse type: a number of `kind` no smaller than `minimum`, else a clear error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            noun = "whole number" if kind is int else "number"
+            raise argparse.ArgumentTypeError(f"expected a {noun}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, got {text}")
+        return value
+
+    return parse
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    p.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 128])
-    p.add_argument("--infer-batch", type=int, default=1000)
-    p.add_argument("--iterations", type=int, default=10, help="steps per side per round")
-    p.add_argument("--rounds", type=int, default=6, help="alternations of the two sides")
+    p.add_argument("--batch-sizes", nargs="+", type=_at_least(1), default=[64, 128])
+    p.add_argument("--infer-batch", type=_at_least(1), default=1000)
+    p.add_argument("--iterations", type=_at_least(1), default=10, help="steps per side per round")
+    p.add_argument("--rounds", type=_at_least(1), default=6, help="alternations of the two sides")
     p.add_argument(
         "--min-seconds",
-        type=float,
+        type=_at_least(0, float),
         default=5.0,
         help="more rounds until each side of a row has run this long (0: just --rounds)",
     )
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--memory-steps", type=int, default=5)
+    p.add_argument("--warmup", type=_at_least(0), default=3)
+    p.add_argument("--memory-steps", type=_at_least(1), default=5)
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
     p.add_argument("--no-torch", action="store_true", help="time tinygrad_mnist only")
     p.add_argument(

@@ -154,3 +154,20 @@ def test_rounds_go_on_until_each_side_ran_min_seconds(monkeypatch, min_seconds, 
     times = bench.time_alternating(runs, 2, 3, 0, min_seconds)
     assert [len(times[side]) for side in calls] == [3 * rounds_run] * 2
     assert calls["ours"] == list(range(3 * rounds_run))  # each step gets its own index
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rounds", "0"], "argument --rounds: must be at least 1, got 0"),
+        (["--min-seconds", "-1"], "argument --min-seconds: must be at least 0, got -1"),
+        (["--iterations", "x"], "argument --iterations: expected a whole number, got 'x'"),
+        (["--batch-sizes", "64", "0"], "argument --batch-sizes: must be at least 1, got 0"),
+    ],
+)
+def test_bad_counts_are_refused_with_a_clear_error(args, message):
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2 and message in result.stderr
+    assert result.stdout == ""  # refused before anything ran
